@@ -1,0 +1,140 @@
+"""Crop geometry: from a detection to the square face crop a model sees.
+
+Two modes, chosen by a model's stored Preprocessing:
+- "align5": a similarity transform maps the 5 detector landmarks onto a fixed template, with `margin`
+  extra context on each side (fraction of the template face's size).
+- "box": the original Keras demo's crop: the detection box grown by `margin` of its width/height on each
+  side, clipped to the image, resized to a square (aspect not kept).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .types import Detection, Preprocessing
+
+#: 5-point template in a unit face square (eyes, nose tip, mouth corners), x right, y down.
+#: Derived from the widely used 112x112 face-recognition template (divided by 112).
+TEMPLATE_UNIT = np.array(
+    [
+        [0.3419, 0.4616],
+        [0.6565, 0.4598],
+        [0.5002, 0.6405],
+        [0.3710, 0.8247],
+        [0.6315, 0.8232],
+    ],
+    dtype=np.float64,
+)
+
+
+def template_points(size: int, margin: float) -> np.ndarray:
+    """(5, 2) template landmark positions in a `size` x `size` crop with `margin` context per side."""
+    return (TEMPLATE_UNIT + margin) / (1.0 + 2.0 * margin) * size
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) mapping src -> dst.
+
+    src, dst: (N, 2) point arrays, N >= 2. Returns a (2, 3) float64 affine matrix (Umeyama, no reflection).
+    """
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s0, d0 = src - mu_s, dst - mu_d
+    var_s = (s0**2).sum() / len(src)
+    if var_s < 1e-12:
+        raise ValueError("degenerate landmarks: all points coincide")
+    cov = d0.T @ s0 / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    d = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[-1] = -1.0
+    rot = u @ np.diag(d) @ vt
+    scale = (sig * d).sum() / var_s
+    t = mu_d - scale * rot @ mu_s
+    return np.hstack([scale * rot, t[:, None]])
+
+
+def box_crop_window(
+    box: tuple[float, float, float, float], margin: float, width: int, height: int
+) -> tuple[int, int, int, int]:
+    """The original demo's crop window (x1, y1, x2, y2), inclusive-exclusive, clipped to the image."""
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    xw1 = max(int(x1 - margin * w), 0)
+    yw1 = max(int(y1 - margin * h), 0)
+    xw2 = min(int(x2 + margin * w), width - 1)
+    yw2 = min(int(y2 + margin * h), height - 1)
+    return xw1, yw1, xw2 + 1, yw2 + 1
+
+
+def crop_matrix(det: Detection, prep: Preprocessing) -> np.ndarray:
+    """(2, 3) affine matrix mapping image pixels to crop pixels for one detection (align5 mode).
+
+    Falls back to a square box crop around the detection when it has no landmarks.
+    """
+    size, margin = prep.size, prep.margin
+    if det.landmarks is not None:
+        return similarity_transform(det.landmarks, template_points(size, margin))
+    x1, y1, x2, y2 = det.box
+    side = max(x2 - x1, y2 - y1) * (1.0 + 2.0 * margin)
+    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+    s = size / max(side, 1e-6)
+    return np.array([[s, 0.0, size / 2.0 - s * cx], [0.0, s, size / 2.0 - s * cy]])
+
+
+def crop_face(image: np.ndarray, det: Detection, prep: Preprocessing) -> np.ndarray:
+    """Cut one face from an (H, W, 3) uint8 image; returns (size, size, 3) uint8, same channel order."""
+    size = prep.size
+    if prep.crop == "box":
+        h, w = image.shape[:2]
+        x1, y1, x2, y2 = box_crop_window(det.box, prep.margin, w, h)
+        if x2 <= x1 or y2 <= y1:
+            return np.zeros((size, size, 3), np.uint8)
+        return cv2.resize(image[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_LINEAR)
+    m = crop_matrix(det, prep)
+    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+    if scale < 0.5:
+        image, m = _shrink_for_warp(image, m, size, scale)
+    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _shrink_for_warp(
+    image: np.ndarray, m: np.ndarray, size: int, scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Area-downsample the part of `image` a warp reads, so a big face is not aliased by bilinear sampling.
+
+    Returns the smaller region and the matrix `m` rewritten to map that region's pixels to the crop.
+    """
+    inv = cv2.invertAffineTransform(m)
+    corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], np.float64) @ inv.T
+    h, w = image.shape[:2]
+    x0 = int(np.clip(np.floor(corners[:, 0].min()) - 2, 0, w - 1))
+    y0 = int(np.clip(np.floor(corners[:, 1].min()) - 2, 0, h - 1))
+    x1 = int(np.clip(np.ceil(corners[:, 0].max()) + 2, x0 + 1, w))
+    y1 = int(np.clip(np.ceil(corners[:, 1].max()) + 2, y0 + 1, h))
+    f = 2.0 * scale
+    region = image[y0:y1, x0:x1]
+    rw, rh = max(1, round((x1 - x0) * f)), max(1, round((y1 - y0) * f))
+    small = cv2.resize(region, (rw, rh), interpolation=cv2.INTER_AREA)
+    fx, fy = rw / (x1 - x0), rh / (y1 - y0)
+    # region pixel -> image pixel: p_img = p_small / f + origin (pixel centres ignored: sub-pixel only)
+    back = np.array([[1.0 / fx, 0.0, x0], [0.0, 1.0 / fy, y0], [0.0, 0.0, 1.0]])
+    return small, m @ back
+
+
+def crop_faces(image: np.ndarray, detections: list[Detection], prep: Preprocessing) -> np.ndarray:
+    """All faces of one RGB image as an (N, size, size, 3) uint8 batch (RGB)."""
+    if not detections:
+        return np.zeros((0, prep.size, prep.size, 3), np.uint8)
+    return np.stack([crop_face(image, d, prep) for d in detections])
+
+
+def to_network_input(crops_rgb: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """(N, S, S, 3) uint8 RGB crops -> (N, 3, S, S) float32 network input, as `prep` prescribes."""
+    x = crops_rgb.astype(np.float32)
+    if prep.color == "BGR":
+        x = x[..., ::-1]
+    x = (x - np.asarray(prep.mean, np.float32)) / np.asarray(prep.std, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))

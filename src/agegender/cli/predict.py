@@ -1,0 +1,33 @@
+"""`agegender predict`: images, folders and globs in; table, JSONL or CSV out; annotated copies."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EXAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "example.jpg"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="estimate age and gender of every face in images, folders or globs")
+    p.add_argument("inputs", nargs="*", help="image files, folders or glob patterns (default: built-in example)")
+    p.add_argument("--model", default="default", help="built-in name, weights file or run folder")
+    p.add_argument("--detector", default="retinaface", help="retinaface (default) or dlib-hog")
+    p.add_argument("--format", choices=["table", "jsonl", "csv"], default="table")
+    p.add_argument("-o", "--output", help="write results here instead of standard output")
+    p.add_argument("--save-dir", help="write annotated copies of the images into this folder")
+    p.add_argument("--max-faces", type=int, help="keep the N largest faces per image")
+    p.add_argument("--threshold", type=float, help="detector score threshold (0..1)")
+    p.add_argument("--flip-tta", action="store_true", help="average each face with its mirror image")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from ..inference.batch import run_predict
+
+    inputs = a.inputs or [str(EXAMPLE_IMAGE)]
+    return run_predict(
+        inputs, model=a.model, detector=a.detector, fmt=a.format, output=a.output, save_dir=a.save_dir,
+        max_faces=a.max_faces, threshold=a.threshold, flip_tta=a.flip_tta, progress=not a.no_progress,
+    )

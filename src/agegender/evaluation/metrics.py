@@ -1,0 +1,75 @@
+"""Pure numpy metrics for age and gender estimates, overall and by group."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def age_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """MAE (years), CS@5 (share within 5 years), mean signed error (bias) over entries with a known age."""
+    pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    ok = ~np.isnan(true) & ~np.isnan(pred)
+    if not ok.any():
+        return {"age_mae": float("nan"), "cs5": float("nan"), "age_bias": float("nan"), "n_age": 0}
+    err = pred[ok] - true[ok]
+    return {
+        "age_mae": float(np.abs(err).mean()),
+        "cs5": float((np.abs(err) <= 5).mean()),
+        "age_bias": float(err.mean()),
+        "n_age": int(ok.sum()),
+    }
+
+
+def gender_metrics(p_female: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """Accuracy of P(female) >= 0.5 against true genders (0 male, 1 female, -1 unknown is skipped)."""
+    p_female, true = np.asarray(p_female, np.float64), np.asarray(true)
+    ok = (true >= 0) & ~np.isnan(p_female)
+    if not ok.any():
+        return {"gender_acc": float("nan"), "n_gender": 0}
+    return {"gender_acc": float(((p_female[ok] >= 0.5).astype(int) == true[ok]).mean()), "n_gender": int(ok.sum())}
+
+
+def decade_labels(ages: np.ndarray) -> list[str]:
+    """'0-9', '10-19', ..., '70+' for each age (NaN -> 'unknown')."""
+    out = []
+    for a in ages:
+        if np.isnan(a):
+            out.append("unknown")
+        elif a >= 70:
+            out.append("70+")
+        else:
+            d = int(a // 10) * 10
+            out.append(f"{d}-{d + 9}")
+    return out
+
+
+def summarize(pred_age: np.ndarray, p_female: np.ndarray, true_age: np.ndarray, true_gender: np.ndarray,
+              found: np.ndarray | None = None) -> dict[str, Any]:
+    """All metrics for one set; `found` marks entries where a face was found (others count as misses
+    in faces_found and are left out of the error metrics)."""
+    n = len(true_age)
+    found = np.ones(n, bool) if found is None else np.asarray(found, bool)
+    out: dict[str, Any] = {"n": n, "faces_found": float(found.mean()) if n else float("nan")}
+    out |= age_metrics(np.where(found, pred_age, np.nan), true_age)
+    out |= gender_metrics(np.where(found, p_female, np.nan), true_gender)
+    return out
+
+
+def breakdown(groups: Sequence[str], pred_age: np.ndarray, p_female: np.ndarray, true_age: np.ndarray,
+              true_gender: np.ndarray, found: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
+    """summarize() for each distinct group label, in sorted order."""
+    groups_arr = np.asarray(groups)
+    found = np.ones(len(groups_arr), bool) if found is None else np.asarray(found, bool)
+
+    def key(g: str) -> tuple[int, str]:
+        head = g.split("-")[0].rstrip("+")
+        return (int(head), g) if head.isdigit() else (10**6, g)
+
+    out = {}
+    for g in sorted(set(groups_arr.tolist()), key=key):
+        m = groups_arr == g
+        out[g] = summarize(pred_age[m], p_female[m], true_age[m], true_gender[m], found[m])
+    return out

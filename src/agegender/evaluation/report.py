@@ -1,0 +1,136 @@
+"""`evaluate`: measure a model on a prepared dataset split; write report.json, report.md, predictions.csv
+and PNG plots."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ..data.dataset import PreparedDataset
+from ..fileio import atomic_write_json, atomic_write_text
+from ..imageio import ImageLoadError, load_image
+from ..inference.predictor import Predictor
+from ..models.estimator import Estimator, load_estimator
+from .metrics import breakdown, decade_labels, summarize
+
+
+def crops_compatible(ds: PreparedDataset, est: Estimator) -> bool:
+    """True when the dataset's stored crops are cut the way the model expects (mode and margin)."""
+    a, b = ds.preprocessing, est.preprocessing
+    return a.crop == b.crop and abs(a.margin - b.margin) < 1e-6
+
+
+def predict_crops(est: Estimator, ds: PreparedDataset, flip_tta: bool, progress: bool, batch: int = 256):
+    """Ages and P(female) for every stored crop (resized to the model's input size)."""
+    size = est.preprocessing.size
+    ages, pf = np.full(len(ds), np.nan, np.float32), np.full(len(ds), np.nan, np.float32)
+    for i in tqdm(range(0, len(ds), batch), desc="evaluate", unit="batch", disable=not progress):
+        idx = range(i, min(i + batch, len(ds)))
+        crops = []
+        for j in idx:
+            img = ds.image(j)
+            if img.shape[0] != size:
+                img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+            crops.append(img)
+        out = est.estimate(np.stack(crops), flip_tta=flip_tta)
+        ages[i : i + len(idx)], pf[i : i + len(idx)] = out.ages, out.p_female
+    return ages, pf, np.ones(len(ds), bool)
+
+
+def predict_end_to_end(predictor: Predictor, sources: list[str], progress: bool):
+    """Detect and estimate on the source images; the largest face counts. Returns ages, P(female), found."""
+    n = len(sources)
+    ages, pf, found = np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32), np.zeros(n, bool)
+    for i, src in enumerate(tqdm(sources, desc="evaluate end-to-end", unit="img", disable=not progress)):
+        try:
+            image = load_image(src)
+        except ImageLoadError:
+            continue
+        dets = predictor.detector.detect(image)[:1]
+        if not dets:
+            continue
+        f = predictor.estimate_faces(image, dets)[0]
+        ages[i] = f.age
+        pf[i] = f.gender_probability if f.gender.value == 1 else 1 - f.gender_probability
+        found[i] = True
+    return ages, pf, found
+
+
+def markdown_table(rows: dict[str, dict[str, Any]], first: str) -> str:
+    lines = [f"| {first} | n | faces found | age MAE | CS@5 | gender acc |", "|---|---:|---:|---:|---:|---:|"]
+    for name, m in rows.items():
+        lines.append(
+            f"| {name} | {m['n']} | {100 * m['faces_found']:.1f}% | {m['age_mae']:.2f} | {100 * m['cs5']:.1f}% | "
+            f"{100 * m['gender_acc']:.1f}% |"
+        )
+    return "\n".join(lines)
+
+
+def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.PathLike[str], split: str,
+                   out: str | os.PathLike[str], mode: str = "auto", flip_tta: bool = False,
+                   progress: bool = True) -> dict[str, Any]:
+    """Evaluate and write the report into `out`; returns the report dict."""
+    from .plots import plot_error_by_group, plot_predicted_vs_true
+
+    est = model if hasattr(model, "estimate") else load_estimator(model)  # type: ignore[arg-type]
+    ds = PreparedDataset(data, split)
+    if len(ds) == 0:
+        raise ValueError(f"{data}: split {split!r} is empty")
+    if mode == "auto":
+        mode = "crops" if crops_compatible(ds, est) else "end-to-end"
+    if mode == "crops":
+        if not crops_compatible(ds, est):
+            raise ValueError(
+                f"{data} was cropped with {ds.preprocessing.crop}/margin {ds.preprocessing.margin}, the model expects "
+                f"{est.preprocessing.crop}/margin {est.preprocessing.margin}; use --mode end-to-end"
+            )
+        ages, pf, found = predict_crops(est, ds, flip_tta, progress)
+    else:
+        ages, pf, found = predict_end_to_end(Predictor(est, flip_tta=flip_tta), ds.column("source"), progress)
+    true_age, true_gender = ds.ages, ds.genders
+    report: dict[str, Any] = {
+        "model": str(getattr(est, "path", model)),
+        "data": str(data),
+        "split": split,
+        "mode": mode,
+        "flip_tta": flip_tta,
+        "overall": summarize(ages, pf, true_age, true_gender, found),
+        "by_decade": breakdown(decade_labels(true_age), ages, pf, true_age, true_gender, found),
+        "by_gender": breakdown(
+            [{0: "male", 1: "female"}.get(int(g), "unknown") for g in true_gender], ages, pf, true_age, true_gender,
+            found),
+    }
+    if any(ds.column("race")):
+        report["by_race"] = breakdown(ds.column("race"), ages, pf, true_age, true_gender, found)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "report.json", report)
+    md = [f"# Evaluation: {report['model']} on {data} ({split}, {mode})", "",
+          markdown_table({"all": report["overall"]}, "set"), "", "## By age decade", "",
+          markdown_table(report["by_decade"], "age"), "", "## By gender", "",
+          markdown_table(report["by_gender"], "gender")]
+    if "by_race" in report:
+        md += ["", "## By race label", "", markdown_table(report["by_race"], "race")]
+    atomic_write_text(out / "report.md", "\n".join(md) + "\n")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["file", "source", "true_age", "true_gender", "found", "pred_age", "p_female"])
+    for i in range(len(ds)):
+        w.writerow([ds.rows[i]["file"], ds.rows[i]["source"], ds.rows[i]["age"], ds.rows[i]["gender"], int(found[i]),
+                    "" if np.isnan(ages[i]) else f"{ages[i]:.2f}", "" if np.isnan(pf[i]) else f"{pf[i]:.4f}"])
+    atomic_write_text(out / "predictions.csv", buf.getvalue())
+    plot_predicted_vs_true(ages, true_age, out / "predicted_vs_true.png", f"{split}: predicted vs true age")
+    plot_error_by_group(report["by_decade"], out / "error_by_age.png", f"{split}: age MAE by decade")
+    return report
+
+
+def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,1 @@
+"""Export (imports torch): ONNX with decoding and metadata."""

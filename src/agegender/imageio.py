@@ -1,0 +1,99 @@
+"""Reading images from files or bytes into RGB uint8 arrays, safely.
+
+Handles EXIF orientation, greyscale/alpha/palette/16-bit/CMYK modes, and refuses decompression bombs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+#: Largest image accepted, in decoded pixels (about 16k x 16k); larger files are refused, not decoded.
+MAX_PIXELS = 250_000_000
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+
+
+class ImageLoadError(ValueError):
+    """An input could not be read as an image; the message says why in one line."""
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    """Convert any PIL mode to an (H, W, 3) uint8 RGB array; alpha is composited on white."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = arr.max() if arr.size else 0.0
+        scale = 255.0 / (65535.0 if hi > 255 else max(hi, 1.0) if img.mode == "F" else 255.0)
+        arr = np.clip(arr * scale, 0, 255).astype(np.uint8)
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode encoded image bytes to an (H, W, 3) uint8 RGB array with EXIF orientation applied.
+
+    Raises ImageLoadError with a one-line reason for anything that is not a decodable image.
+    """
+    if not data:
+        raise ImageLoadError(f"{name}: empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+            if w * h > max_pixels:
+                raise ImageLoadError(f"{name}: image of {w}x{h} pixels exceeds the limit of {max_pixels} pixels")
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+    except ImageLoadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{name}: not an image (unrecognised format)") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(f"{name}: image too large ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageLoadError(f"{name}: corrupt or truncated image ({exc})") from None
+
+
+def load_image(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read an image file to an (H, W, 3) uint8 RGB array (EXIF orientation applied)."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise ImageLoadError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise ImageLoadError(f"{p}: is a directory") from None
+    except OSError as exc:
+        raise ImageLoadError(f"{p}: cannot read ({exc.strerror})") from None
+    return decode_image(data, str(p), max_pixels=max_pixels)
+
+
+def save_image(path: str | os.PathLike[str], rgb: np.ndarray, quality: int = 92) -> None:
+    """Write an RGB uint8 array atomically (temporary file, then rename)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    suffix = p.suffix.lower()
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}.get(suffix, "PNG")
+    tmp = p.with_name(f".{p.name}.tmp")
+    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    Image.fromarray(rgb).save(tmp, format=fmt, **kwargs)
+    os.replace(tmp, p)
+
+
+def is_image_path(path: str | os.PathLike[str]) -> bool:
+    return str(path).lower().endswith(IMAGE_SUFFIXES)

@@ -1,0 +1,108 @@
+"""Running the Predictor over many inputs and writing results (table, JSONL, CSV, annotated copies)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO
+
+from ..draw import annotate
+from ..imageio import save_image
+from ..types import ImageResult
+from .predictor import Predictor, expand_inputs
+
+CSV_COLUMNS = ["image", "width", "height", "face", "x1", "y1", "x2", "y2", "score", "age", "gender",
+               "gender_probability", "error"]
+
+
+class ResultWriter:
+    """Streams ImageResults to a text stream as a table, JSON lines or CSV (one row per face)."""
+
+    def __init__(self, stream: IO[str], fmt: str) -> None:
+        if fmt not in ("table", "jsonl", "csv"):
+            raise ValueError(f"unknown format {fmt!r}")
+        self.stream, self.fmt = stream, fmt
+        self._csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
+        if self._csv:
+            self._csv.writerow(CSV_COLUMNS)
+
+    def write(self, r: ImageResult) -> None:
+        if self.fmt == "jsonl":
+            self.stream.write(json.dumps(r.to_json()) + "\n")
+        elif self._csv is not None:
+            if r.error or not r.faces:
+                self._csv.writerow([r.image, r.width, r.height, "", "", "", "", "", "", "", "", "", r.error or ""])
+            for i, f in enumerate(r.faces):
+                j = f.to_json()
+                self._csv.writerow([r.image, r.width, r.height, i, *j["box"], j["score"], j["age"], j["gender"],
+                                    j["gender_probability"], ""])
+        else:
+            if r.error:
+                self.stream.write(f"{r.image}: error: {r.error}\n")
+                return
+            self.stream.write(f"{r.image} ({r.width}x{r.height}): {len(r.faces)} face(s)\n")
+            for i, f in enumerate(r.faces):
+                x1, y1, x2, y2 = (round(v) for v in f.detection.box)
+                self.stream.write(
+                    f"  #{i + 1}  age {f.age:5.1f}  {f.gender.label:<6} (p={f.gender_probability:.2f})  "
+                    f"box [{x1}, {y1}, {x2}, {y2}]  score {f.detection.score:.2f}\n"
+                )
+        self.stream.flush()
+
+
+def annotated_name(path: str, used: set[str]) -> str:
+    """A unique output file name for the annotated copy of `path` (JPEG)."""
+    stem = Path(path).stem or "image"
+    name, k = f"{stem}.jpg", 1
+    while name in used:
+        name, k = f"{stem}_{k}.jpg", k + 1
+    used.add(name)
+    return name
+
+
+def run_predict(
+    inputs: Iterable[str],
+    *,
+    model: str = "default",
+    detector: str = "retinaface",
+    fmt: str = "table",
+    output: str | None = None,
+    save_dir: str | None = None,
+    max_faces: int | None = None,
+    threshold: float | None = None,
+    flip_tta: bool = False,
+    progress: bool = True,
+    predictor: Predictor | None = None,
+) -> int:
+    """Predict every input, streaming results; returns 0 if all inputs were read, 1 if any failed."""
+    from tqdm import tqdm
+
+    paths = expand_inputs(inputs)
+    if not paths:
+        print("agegender predict: no images found in the given inputs", file=sys.stderr)
+        return 1
+    pred = predictor or Predictor(model, detector, score_threshold=threshold, max_faces=max_faces, flip_tta=flip_tta)
+    stream: IO[str] = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    failures = 0
+    used: set[str] = set()
+    try:
+        writer = ResultWriter(stream, fmt)
+        bar = tqdm(total=len(paths), unit="img", desc="predict", disable=not progress or len(paths) < 2,
+                   file=sys.stderr)
+        for result, image in pred.predict_many(paths):
+            if result.error:
+                failures += 1
+                bar.write(f"agegender predict: {result.error}", file=sys.stderr)
+            writer.write(result)
+            if save_dir and image is not None:
+                save_image(os.path.join(save_dir, annotated_name(result.image, used)), annotate(image, result.faces))
+            bar.update(1)
+        bar.close()
+    finally:
+        if output:
+            stream.close()
+    return 1 if failures else 0

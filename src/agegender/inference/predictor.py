@@ -1,0 +1,120 @@
+"""Predictor: image in, faces with age and gender out. Detector and estimator are loaded once.
+
+    >>> from agegender import Predictor
+    >>> p = Predictor()                      # default model, RetinaFace detector
+    >>> result = p.predict("photo.jpg")      # ImageResult with .faces
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..align import crop_faces
+from ..detectors import create_detector
+from ..detectors.base import FaceDetector
+from ..imageio import ImageLoadError, load_image
+from ..models.estimator import Estimator, load_estimator
+from ..types import Detection, FacePrediction, Gender, ImageResult
+
+
+class Predictor:
+    """Detects faces, crops each as its model's stored preprocessing says, estimates all of an image's
+    faces in one batch.
+
+    model: built-in name, weights file (.onnx/.safetensors) or training run folder.
+    detector: detector name or a ready FaceDetector. max_faces: keep the largest N faces per image.
+    flip_tta: average each face with its mirror image (slower, slightly more accurate).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | Estimator = "default",
+        detector: str | FaceDetector = "retinaface",
+        *,
+        score_threshold: float | None = None,
+        max_faces: int | None = None,
+        flip_tta: bool = False,
+        device: str = "cpu",
+        threads: int | None = None,
+    ) -> None:
+        self.estimator = model if hasattr(model, "estimate") else load_estimator(model, device, threads)  # type: ignore[arg-type]
+        if isinstance(detector, str):
+            kwargs: dict[str, object] = {"max_faces": max_faces}
+            if score_threshold is not None and detector == "retinaface":
+                kwargs["score_threshold"] = score_threshold
+            if threads and detector == "retinaface":
+                kwargs["threads"] = threads
+            detector = create_detector(detector, **kwargs)
+        self.detector = detector
+        self.max_faces = max_faces
+        self.flip_tta = flip_tta
+
+    @property
+    def preprocessing(self):  # -> Preprocessing
+        return self.estimator.preprocessing
+
+    def estimate_faces(self, image: np.ndarray, detections: list[Detection]) -> list[FacePrediction]:
+        """Age and gender for given detections of an (H, W, 3) uint8 RGB image (one batch)."""
+        if self.max_faces is not None:
+            detections = detections[: self.max_faces]
+        crops = crop_faces(image, detections, self.preprocessing)
+        out = self.estimator.estimate(crops, flip_tta=self.flip_tta)
+        faces = []
+        for det, age, pf in zip(detections, out.ages, out.p_female):
+            g = Gender.FEMALE if pf >= 0.5 else Gender.MALE
+            faces.append(FacePrediction(det, float(age), g, float(pf if g is Gender.FEMALE else 1.0 - pf)))
+        return faces
+
+    def predict_array(self, image: np.ndarray, name: str = "<array>") -> ImageResult:
+        """Faces of an (H, W, 3) uint8 RGB array."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+        h, w = image.shape[:2]
+        faces = self.estimate_faces(image, self.detector.detect(image))
+        return ImageResult(name, w, h, faces)
+
+    def predict(self, source: str | os.PathLike[str] | np.ndarray) -> ImageResult:
+        """Faces of one image file or RGB array. A bad file raises ImageLoadError."""
+        if isinstance(source, np.ndarray):
+            return self.predict_array(source)
+        return self.predict_array(load_image(source), str(source))
+
+    def predict_many(self, paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[ImageResult, np.ndarray | None]]:
+        """Yield (result, image) per path, in order; an unreadable file yields a result with .error set
+        and image None, and the rest go on."""
+        for p in paths:
+            try:
+                image = load_image(p)
+            except ImageLoadError as exc:
+                yield ImageResult(str(p), 0, 0, [], error=str(exc)), None
+                continue
+            yield self.predict_array(image, str(p)), image
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Files, folders (searched recursively for images) and glob patterns -> list of paths, in order.
+
+    Explicitly named files are kept whatever their suffix (so a bad one is reported, not silently dropped).
+    """
+    import glob
+
+    from ..imageio import is_image_path
+
+    out: list[str] = []
+    for item in inputs:
+        s = str(item)
+        p = Path(s)
+        if p.is_dir():
+            out.extend(str(f) for f in sorted(p.rglob("*")) if f.is_file() and is_image_path(f))
+        elif p.exists():
+            out.append(s)
+        elif any(c in s for c in "*?["):
+            matches = sorted(glob.glob(s, recursive=True))
+            out.extend(m for m in matches if Path(m).is_file())
+        else:
+            out.append(s)  # reported as missing when read
+    return out

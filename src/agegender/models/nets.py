@@ -1,0 +1,216 @@
+"""PyTorch networks: one backbone, two heads (gender: 2 logits; age: one logit per year).
+
+Backbones are registered by name (like a model zoo registry) and built with keyword options:
+- "resnet": a compact pre-activation-free ResNet for CPUs (widths, blocks, stem stride);
+- "wrn": the original Keras project's WideResNet (depth, width k), laid out so that Keras weights load
+  one-to-one: 'same' padding and average pooling reproduced exactly, NHWC flattening, BN eps 1e-3.
+
+This module imports torch; the rest of the package reaches it only from training, export and the torch
+estimator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_BACKBONES: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_backbone(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _BACKBONES[name] = fn
+        return fn
+
+    return wrap
+
+
+def available_backbones() -> list[str]:
+    return sorted(_BACKBONES)
+
+
+class AgeGenderNet(nn.Module):
+    """backbone(x) -> (N, F) features -> gender logits (N, 2), age logits (N, num_ages).
+
+    Input: (N, 3, S, S) float32, normalised as the model's Preprocessing says.
+    """
+
+    def __init__(self, backbone: nn.Module, num_features: int, num_ages: int = 101, dropout: float = 0.0,
+                 head_bias: bool = True) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.gender_head = nn.Linear(num_features, 2, bias=head_bias)
+        self.age_head = nn.Linear(num_features, num_ages, bias=head_bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.dropout(self.backbone(x))
+        return self.gender_head(f), self.age_head(f)
+
+
+class DecodedNet(nn.Module):
+    """Wraps an AgeGenderNet with its decoding: returns (gender_probs (N,2), age_probs (N,K), age (N,))."""
+
+    def __init__(self, net: AgeGenderNet, age_min: int = 0) -> None:
+        super().__init__()
+        self.net = net
+        k = net.age_head.out_features
+        self.register_buffer("ages", torch.arange(age_min, age_min + k, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        g, a = self.net(x)
+        pa = torch.softmax(a, dim=1)
+        return torch.softmax(g, dim=1), pa, pa @ self.ages
+
+
+def build_model(arch: str, num_ages: int = 101, **kwargs: Any) -> AgeGenderNet:
+    """Build an AgeGenderNet with the named backbone; unknown names raise ValueError."""
+    try:
+        fn = _BACKBONES[arch]
+    except KeyError:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(available_backbones())}") from None
+    return fn(num_ages=num_ages, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------- ResNet
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.short: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + self.short(x), inplace=True)
+
+
+class CompactResNet(nn.Module):
+    """ResNet with a 3x3 stem (stride `stem_stride`), stages of BasicBlocks, global average pooling."""
+
+    def __init__(self, widths: list[int], blocks: list[int], stem_stride: int = 2) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.Conv2d(3, widths[0], 3, stem_stride, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
+        ]
+        cin = widths[0]
+        for i, (w, n) in enumerate(zip(widths, blocks)):
+            for j in range(n):
+                layers.append(BasicBlock(cin, w, 2 if (j == 0 and i > 0) else 1))
+                cin = w
+        self.features = nn.Sequential(*layers)
+        self.out_features = cin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).mean(dim=(2, 3))
+
+
+@register_backbone("resnet")
+def _resnet(
+    num_ages: int = 101,
+    widths: list[int] | None = None,
+    blocks: list[int] | None = None,
+    stem_stride: int = 2,
+    dropout: float = 0.2,
+) -> AgeGenderNet:
+    body = CompactResNet(widths or [32, 64, 128, 256], blocks or [1, 2, 2, 1], stem_stride)
+    return AgeGenderNet(body, body.out_features, num_ages, dropout)
+
+
+# ------------------------------------------------------------------------------------------ WideResNet
+
+
+class SameConv(nn.Conv2d):
+    """Conv2d with TensorFlow/Keras 'same' padding (asymmetric: the extra pixel goes right/bottom)."""
+
+    def __init__(self, cin: int, cout: int, k: int, stride: int = 1) -> None:
+        super().__init__(cin, cout, k, stride, padding=0, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size in (x.shape[3], x.shape[2]):
+            s, k = self.stride[0], self.kernel_size[0]
+            out = -(-size // s)
+            total = max((out - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pads) if any(pads) else x)
+
+
+class SameAvgPool(nn.Module):
+    """Keras AveragePooling2D(pool, strides=1, padding='same'): padded cells are left out of each mean."""
+
+    def __init__(self, pool: int) -> None:
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = self.pool - 1
+        pads = [total // 2, total - total // 2, total // 2, total - total // 2]
+        summed = F.avg_pool2d(F.pad(x, pads), self.pool, 1, divisor_override=1)
+        ones = F.pad(torch.ones_like(x[:1, :1]), pads)
+        count = F.avg_pool2d(ones, self.pool, 1, divisor_override=1)
+        return summed / count
+
+
+class WideBasic(nn.Module):
+    """The Keras project's _wide_basic block (pre-activation, two 3x3 convs, 1x1 projection if needed)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, dropout: float) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin, eps=1e-3)
+        self.conv1 = SameConv(cin, cout, 3, stride)
+        self.bn2 = nn.BatchNorm2d(cout, eps=1e-3)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.conv2 = SameConv(cout, cout, 3, 1)
+        self.project = cin != cout
+        self.short = SameConv(cin, cout, 1, stride) if self.project else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = F.relu(self.bn1(x))
+        y = self.conv2(self.drop(F.relu(self.bn2(self.conv1(a)))))
+        # the Keras block projects the *activated* input when shapes change, the raw input otherwise
+        return y + (self.short(a) if self.short is not None else x)
+
+
+class WideResNet(nn.Module):
+    """WRN-depth-k for small inputs; features flattened in NHWC order as Keras' Flatten does."""
+
+    def __init__(self, depth: int = 16, k: int = 8, dropout: float = 0.0, pool: int = 8) -> None:
+        super().__init__()
+        if (depth - 4) % 6 != 0:
+            raise ValueError(f"WideResNet depth must be 6n+4, got {depth}")
+        n = (depth - 4) // 6
+        self.conv1 = SameConv(3, 16, 3, 1)
+        blocks: list[nn.Module] = []
+        cin = 16
+        for cout, stride in ((16 * k, 1), (32 * k, 2), (64 * k, 2)):
+            for j in range(n):
+                blocks.append(WideBasic(cin, cout, stride if j == 0 else 1, dropout))
+                cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.bn = nn.BatchNorm2d(cin, eps=1e-3)
+        self.pool = SameAvgPool(pool)
+        self.channels = cin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pool(F.relu(self.bn(self.blocks(self.conv1(x)))))
+        return y.permute(0, 2, 3, 1).flatten(1)
+
+
+@register_backbone("wrn")
+def _wrn(num_ages: int = 101, depth: int = 16, width: int = 8, dropout: float = 0.0, input_size: int = 64,
+         pool: int = 8) -> AgeGenderNet:
+    body = WideResNet(depth, width, dropout, pool)
+    side = -(-input_size // 4)
+    return AgeGenderNet(body, side * side * body.channels, num_ages, 0.0, head_bias=False)

@@ -1,0 +1,1 @@
+"""Training (imports torch): augmentation, losses, the loop."""

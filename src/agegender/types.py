@@ -1,0 +1,181 @@
+"""Core value types shared by every layer: the gender convention, faces, predictions, preprocessing.
+
+This module imports nothing from the rest of the package (it is the bottom layer).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+
+
+class Gender(IntEnum):
+    """The one gender convention of the project: 0 = male, 1 = female.
+
+    Dataset readers convert their own codes to this enum once; models output P(female) as class 1.
+    """
+
+    MALE = 0
+    FEMALE = 1
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @property
+    def short(self) -> str:
+        return "M" if self is Gender.MALE else "F"
+
+    @classmethod
+    def parse(cls, value: Any) -> Gender:
+        """Parse 'male'/'female'/'m'/'f' (any case) or this project's 0/1 codes."""
+        if isinstance(value, Gender):
+            return value
+        text = str(value).strip().lower()
+        if text in ("male", "m", "man", "0"):
+            return cls.MALE
+        if text in ("female", "f", "woman", "1"):
+            return cls.FEMALE
+        raise ValueError(f"unknown gender value {value!r} (expected male/female, m/f or 0/1)")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected face in image pixels.
+
+    box: (x1, y1, x2, y2) floats in pixels of the original image.
+    score: detector confidence 0..1.
+    landmarks: (5, 2) float32 array (right eye, left eye, nose, right mouth, left mouth) from the
+        subject's point of view as RetinaFace orders them, or None when the detector gives none.
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray | None = None
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    @property
+    def area(self) -> float:
+        return max(0.0, self.width) * max(0.0, self.height)
+
+
+@dataclass(frozen=True)
+class FacePrediction:
+    """Age and gender of one face: age in years, P(gender given) in 0..1."""
+
+    detection: Detection
+    age: float
+    gender: Gender
+    gender_probability: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "box": [round(float(v), 1) for v in self.detection.box],
+            "score": round(float(self.detection.score), 4),
+            "age": round(float(self.age), 1),
+            "gender": self.gender.label,
+            "gender_probability": round(float(self.gender_probability), 4),
+        }
+
+    @property
+    def label(self) -> str:
+        """Short label drawn next to the box, e.g. '34, F'."""
+        return f"{self.age:.0f}, {self.gender.short}"
+
+
+@dataclass
+class ImageResult:
+    """All faces found in one image, with the image's size in pixels (after EXIF orientation)."""
+
+    image: str
+    width: int
+    height: int
+    faces: list[FacePrediction] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "image": self.image,
+            "width": self.width,
+            "height": self.height,
+            "faces": [f.to_json() for f in self.faces],
+        }
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+PREPROCESSING_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a model's input crop is made; stored inside every weights file and read back at inference.
+
+    crop: "align5" (similarity warp of the 5 landmarks onto a template) or "box" (square box around the
+        detection, as the original Keras demo did).
+    margin: extra context on each side, as a fraction of the face size (0.4 = the original demo's).
+    size: input side in pixels (square).
+    color: "RGB" or "BGR" channel order of the network input.
+    mean, std: per-channel normalisation in 0..255 units, in the network's channel order: x = (p - mean) / std.
+    age_min, age_max: the ages of the age head's classes (one class per year, inclusive).
+    detector: the detector the model was prepared with (informational; any detector may be used).
+    """
+
+    crop: str = "align5"
+    margin: float = 0.25
+    size: int = 96
+    color: str = "RGB"
+    mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    std: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    age_min: int = 0
+    age_max: int = 100
+    detector: str = "retinaface"
+    version: int = PREPROCESSING_VERSION
+
+    def __post_init__(self) -> None:
+        if self.crop not in ("align5", "box"):
+            raise ValueError(f"unknown crop mode {self.crop!r}")
+        if self.color not in ("RGB", "BGR"):
+            raise ValueError(f"unknown colour order {self.color!r}")
+        if self.size < 8 or self.age_max <= self.age_min:
+            raise ValueError(f"invalid preprocessing: size={self.size}, ages {self.age_min}..{self.age_max}")
+
+    @property
+    def num_ages(self) -> int:
+        return self.age_max - self.age_min + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
+        version = int(d.get("version", PREPROCESSING_VERSION))
+        if version > PREPROCESSING_VERSION:
+            raise ValueError(
+                f"preprocessing record version {version} is newer than this agegender understands "
+                f"({PREPROCESSING_VERSION}); upgrade agegender"
+            )
+        known = {f for f in cls.__dataclass_fields__}
+        kwargs = {k: v for k, v in d.items() if k in known}
+        for key in ("mean", "std"):
+            if key in kwargs:
+                kwargs[key] = tuple(float(v) for v in kwargs[key])
+        return cls(**kwargs)

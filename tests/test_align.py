@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from agegender.align import box_crop_window, crop_face, similarity_transform, template_points, to_network_input
+from agegender.types import Detection, Preprocessing
+
+
+def test_similarity_transform_recovers_known_transform():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 100, (5, 2))
+    ang, s, t = 0.3, 1.7, np.array([5.0, -3.0])
+    r = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
+    dst = src @ (s * r).T + t
+    m = similarity_transform(src, dst)
+    assert np.allclose(m[:, :2], s * r, atol=1e-9) and np.allclose(m[:, 2], t, atol=1e-9)
+    with pytest.raises(ValueError):
+        similarity_transform(np.zeros((5, 2)), dst)
+
+
+def test_align_crop_puts_landmarks_on_template():
+    prep = Preprocessing(size=112, margin=0.25)
+    image = np.zeros((400, 300, 3), np.uint8)
+    lm = template_points(112, 0.25) * 1.5 + np.array([40.0, 60.0])  # the face, 1.5x larger, shifted
+    for x, y in lm.astype(int):
+        image[y - 1 : y + 2, x - 1 : x + 2] = 255
+    crop = crop_face(image, Detection((0, 0, 10, 10), 1.0, lm.astype(np.float32)), prep)
+    assert crop.shape == (112, 112, 3)
+    for x, y in template_points(112, 0.25):
+        assert crop[int(round(y)), int(round(x))].max() > 100
+
+
+def test_box_crop_matches_original_demo_window():
+    assert box_crop_window((100, 100, 200, 150), 0.4, 1000, 1000) == (60, 80, 241, 171)
+    assert box_crop_window((0, 0, 50, 50), 0.4, 60, 60) == (0, 0, 60, 60)  # clipped to the image
+    prep = Preprocessing(crop="box", margin=0.4, size=64)
+    img = np.full((300, 300, 3), 7, np.uint8)
+    assert crop_face(img, Detection((100, 100, 200, 200), 1.0), prep).shape == (64, 64, 3)
+
+
+def test_network_input_normalisation_and_colour_order():
+    crops = np.zeros((2, 8, 8, 3), np.uint8)
+    crops[..., 0] = 255  # red
+    rgb = to_network_input(crops, Preprocessing(size=8))
+    assert rgb.shape == (2, 3, 8, 8) and np.allclose(rgb[:, 0], 1.0) and np.allclose(rgb[:, 2], -1.0)
+    bgr = to_network_input(crops, Preprocessing(size=8, color="BGR", mean=(0, 0, 0), std=(1, 1, 1)))
+    assert np.allclose(bgr[:, 2], 255) and np.allclose(bgr[:, 0], 0)

@@ -1,0 +1,33 @@
+import numpy as np
+
+from agegender.evaluation.metrics import age_metrics, breakdown, decade_labels, gender_metrics, summarize
+from agegender.models.decode import expected_age, female_probability, softmax
+
+
+def test_age_and_gender_metrics_on_known_values():
+    m = age_metrics(np.array([10.0, 20.0, 36.0]), np.array([12.0, 20.0, 30.0]))
+    assert np.isclose(m["age_mae"], (2 + 0 + 6) / 3)
+    assert np.isclose(m["cs5"], 2 / 3)
+    g = gender_metrics(np.array([0.9, 0.2, 0.6, 0.5]), np.array([1, 0, 0, -1]))
+    assert g["n_gender"] == 3 and np.isclose(g["gender_acc"], 2 / 3)
+
+
+def test_summarize_counts_missed_faces_and_groups():
+    pred = np.array([10.0, 50.0, np.nan])
+    s = summarize(pred, np.array([0.9, 0.1, np.nan]), np.array([12.0, 45.0, 70.0]), np.array([1, 0, 1]),
+                  found=np.array([True, True, False]))
+    assert np.isclose(s["faces_found"], 2 / 3) and s["n_age"] == 2
+    assert decade_labels(np.array([3.0, 19.9, 85.0, np.nan])) == ["0-9", "10-19", "70+", "unknown"]
+    b = breakdown(["0-9", "40-49", "70+"], pred, np.array([0.9, 0.1, 0.5]), np.array([12.0, 45.0, 70.0]),
+                  np.array([1, 0, 1]))
+    assert list(b) == ["0-9", "40-49", "70+"]
+
+
+def test_decoders():
+    p = softmax(np.array([[0.0, 0.0, 0.0, 0.0]]))
+    assert np.allclose(p, 0.25)
+    assert np.isclose(expected_age(p, age_min=10)[0], 11.5)
+    one_hot = np.zeros((1, 101))
+    one_hot[0, 42] = 1
+    assert expected_age(one_hot)[0] == 42
+    assert female_probability(np.array([[0.3, 0.7]]), female_index=0)[0] == np.float32(0.3)
