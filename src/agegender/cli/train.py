@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 
@@ -38,7 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=0, help="at most N training samples (smoke tests)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0: torch's default)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="data loader processes streaming crops from disk (0: decode all once into memory)")
     p.add_argument("--time-budget", type=float, default=0.0,
                    help="seconds: after the first epoch, cut --epochs to fit (the LR schedule follows)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -64,10 +67,11 @@ def cmd_train(a: argparse.Namespace) -> int:
         batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr, weight_decay=a.weight_decay,
         warmup_epochs=a.warmup_epochs, schedule=a.schedule, sigma=a.sigma, augment=aug, balance=a.balance,
         val_split=a.val_split, val_fraction=a.val_fraction, limit=a.limit, ema=a.ema, seed=a.seed,
-        device=a.device, threads=a.threads, time_budget=a.time_budget,
+        device=a.device, threads=a.threads, workers=a.workers, time_budget=a.time_budget,
     )
     train(cfg, resume=a.resume, progress=not a.no_progress)
-    print(f"best model: {Path(a.out) / 'best.safetensors'}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks
+        print(f"best model: {Path(a.out) / 'best.safetensors'}")
     return 0
 
 

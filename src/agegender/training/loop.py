@@ -19,17 +19,19 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..data.dataset import PreparedDataset
 from ..data.prepare import assign_split
+from ..evaluation.metrics import summarize
 from ..fileio import atomic_write_json, atomic_write_text
 from ..models.config import ModelConfig
 from ..models.nets import AgeGenderNet, build_model
 from ..models.torch_weights import save_model
 from ..types import Preprocessing
 from .augment import AugmentConfig, augment_batch, resize_batch
+from .batches import CropSource, index_checksum
+from .distributed import DistContext, all_gather, all_max, all_sum, barrier, setup, teardown
 from .losses import age_gender_loss, gaussian_age_targets
 
 
@@ -71,34 +73,8 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def load_images(ds: PreparedDataset, desc: str, progress: bool = True) -> np.ndarray:
-    """All crops of a prepared dataset in one (N, S, S, 3) uint8 array (decoded once)."""
-    size = ds.preprocessing.size
-    out = np.empty((len(ds), size, size, 3), np.uint8)
-    for i in tqdm(range(len(ds)), desc=desc, unit="img", disable=not progress, mininterval=1.0):
-        img = ds.image(i)
-        if img.shape[:2] != (size, size):
-            import cv2
-
-            img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-        out[i] = img
-    return out
-
-
-@dataclass
-class Split:
-    images: torch.Tensor  # (N, S, S, 3) uint8
-    ages: torch.Tensor  # (N,) float, NaN unknown
-    genders: torch.Tensor  # (N,) long, -1 unknown
-
-
-def _split_data(cfg: TrainConfig, progress: bool) -> tuple[Split, Split, Preprocessing, dict[str, Any]]:
+def _load_splits(cfg: TrainConfig) -> tuple[CropSource, CropSource, Preprocessing, dict[str, Any]]:
+    """Training and validation samples (labels now, images on demand) and the model's preprocessing."""
     ds_train = PreparedDataset(cfg.data, cfg.train_split)
     if cfg.val_fraction > 0:
         is_val = np.array(
@@ -118,22 +94,14 @@ def _split_data(cfg: TrainConfig, progress: bool) -> tuple[Split, Split, Preproc
         idx_va = np.sort(rng.permutation(idx_va)[: max(cfg.limit // 4, 8)])
     if len(idx_tr) == 0:
         raise ValueError(f"{cfg.data}: no training samples in split {cfg.train_split!r}")
+    size = ds_train.preprocessing.size
 
-    def take(ds: PreparedDataset, idx: np.ndarray, desc: str) -> Split:
-        sub = PreparedDataset.__new__(PreparedDataset)
-        sub.__dict__.update(ds.__dict__)
-        sub.rows = [ds.rows[i] for i in idx]
-        return Split(
-            torch.from_numpy(load_images(sub, desc, progress)),
-            torch.from_numpy(ds.ages[idx].copy()),
-            torch.from_numpy(ds.genders[idx].copy()),
-        )
+    def source(ds: PreparedDataset, idx: np.ndarray) -> CropSource:
+        return CropSource([ds.path(int(i)) for i in idx], ds.ages[idx], ds.genders[idx], size)
 
-    tr = take(ds_train, idx_tr, "load train")
-    va = take(ds_val, idx_va, "load val")
     ds_prep = ds_train.preprocessing
     prep = Preprocessing(crop=ds_prep.crop, margin=ds_prep.margin, size=cfg.image_size, detector=ds_prep.detector)
-    return tr, va, prep, ds_train.meta
+    return source(ds_train, idx_tr), source(ds_val, idx_va), prep, ds_train.meta
 
 
 class _Schedule:
@@ -173,38 +141,38 @@ def _normalise(x: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_split(model: torch.nn.Module, split: Split, prep: Preprocessing, device: torch.device,
-                   batch_size: int = 256, amp: bool = False, sigma: float = 2.0) -> dict[str, float]:
-    """Loss, gender accuracy, age MAE and CS@5 of a model on a loaded split (no augmentation)."""
+def evaluate_split(model: torch.nn.Module, split: CropSource, prep: Preprocessing, ctx: DistContext,
+                   batch_size: int = 256, sigma: float = 2.0, workers: int = 0) -> dict[str, float]:
+    """Loss, gender accuracy, age MAE and CS@5 on a split (no augmentation); each rank takes a shard and
+    the predictions are gathered, so every rank returns the same numbers."""
     model.eval()
-    n = len(split.ages)
-    tot_loss, ages_pred, pf = 0.0, [], []
-    for i in range(0, n, batch_size):
-        xb = split.images[i : i + batch_size].to(device, non_blocking=True)
-        x = _normalise(resize_batch(xb, prep.size), prep)
-        if device.type == "cuda":
+    device, amp = ctx.device, ctx.device.type == "cuda"
+    mine = torch.arange(ctx.rank, len(split), ctx.world)
+    batches = [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
+    loss_sum, preds = 0.0, []
+    grid = torch.arange(prep.age_min, prep.age_max + 1, device=device).float()
+    for idx, (xb, ab, gb) in zip(batches, split.batches(batches, workers, pin=amp)):
+        x = _normalise(resize_batch(xb.to(device, non_blocking=True), prep.size), prep)
+        if amp:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             g, a = model(x)
-        ab, gb = split.ages[i : i + batch_size].to(device), split.genders[i : i + batch_size].to(device)
+        ab, gb = ab.to(device), gb.to(device)
         gt, dist, vals = _targets(ab, gb, prep, sigma)
         loss, _ = age_gender_loss(g, a, gt, dist, vals, prep.age_min)
-        tot_loss += float(loss) * len(ab)
-        pa = torch.softmax(a.float(), 1)
-        ages_pred.append((pa @ torch.arange(prep.age_min, prep.age_max + 1, device=device).float()).cpu())
-        pf.append(torch.softmax(g.float(), 1)[:, 1].cpu())
-    pred = torch.cat(ages_pred).numpy()
-    p_female = torch.cat(pf).numpy()
-    ages = split.ages.numpy()
-    genders = split.genders.numpy()
-    ka, kg = ~np.isnan(ages), genders >= 0
-    err = np.abs(pred[ka] - ages[ka])
-    return {
-        "loss": tot_loss / max(n, 1),
-        "age_mae": float(err.mean()) if err.size else float("nan"),
-        "cs5": float((err <= 5).mean()) if err.size else float("nan"),
-        "gender_acc": float(((p_female[kg] >= 0.5).astype(int) == genders[kg]).mean()) if kg.any() else float("nan"),
-    }
+        loss_sum += float(loss) * len(idx)
+        age = (torch.softmax(a.float(), 1) @ grid).cpu().numpy()
+        pf = torch.softmax(g.float(), 1)[:, 1].cpu().numpy()
+        preds.append((idx.numpy(), age, pf))
+    gathered = all_gather(ctx, (loss_sum, preds))
+    n = len(split)
+    pred_age, p_female = np.full(n, np.nan), np.full(n, np.nan)
+    for _, rank_preds in gathered:
+        for idx, age, pf in rank_preds:
+            pred_age[idx], p_female[idx] = age, pf
+    m = summarize(pred_age, p_female, split.ages.numpy(), split.genders.numpy())
+    return {"loss": sum(ls for ls, _ in gathered) / max(n, 1), "age_mae": m["age_mae"], "cs5": m["cs5"],
+            "gender_acc": m["gender_acc"]}
 
 
 def _sample_weights(ages: torch.Tensor, power: float) -> torch.Tensor | None:
@@ -219,13 +187,15 @@ def _write_history(out: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_json(out / "history.json", history)
     if history:
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(history[0].keys()), lineterminator="\n")
+        w = csv.DictWriter(buf, fieldnames=list(history[0].keys()), lineterminator="\n", extrasaction="ignore")
         w.writeheader()
         w.writerows(history)
         atomic_write_text(out / "history.csv", buf.getvalue())
 
 
-def _model_config(cfg: TrainConfig, prep: Preprocessing, ds_meta: dict[str, Any], metrics: dict[str, Any]) -> ModelConfig:
+def _model_config(
+    cfg: TrainConfig, prep: Preprocessing, ds_meta: dict[str, Any], metrics: dict[str, Any]
+) -> ModelConfig:
     card = {
         "trained_on": ds_meta.get("source", {}),
         "dataset": str(cfg.data),
@@ -237,39 +207,68 @@ def _model_config(cfg: TrainConfig, prep: Preprocessing, ds_meta: dict[str, Any]
     return ModelConfig(arch=cfg.arch, preprocessing=prep, arch_kwargs=dict(cfg.arch_kwargs), card=card)
 
 
+def _epoch_batches(n: int, cfg: TrainConfig, ctx: DistContext, epoch: int,
+                   weights: torch.Tensor | None) -> list[torch.Tensor]:
+    """This rank's index batches for an epoch. Every rank draws the same global order; each global batch
+    of cfg.batch_size is cut into equal consecutive slices, one per rank."""
+    gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    if weights is None:
+        order = torch.randperm(n, generator=gen)
+    else:
+        order = torch.multinomial(weights, n, replacement=True, generator=gen)
+    gb = min(cfg.batch_size, n - n % ctx.world) if n < cfg.batch_size else cfg.batch_size
+    local = gb // ctx.world
+    steps = max(1, n // gb)
+    return [order[s * gb + ctx.rank * local : s * gb + (ctx.rank + 1) * local] for s in range(steps)]
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print) -> list[dict[str, Any]]:
     """Train a model as `cfg` says; returns the per-epoch history. With resume, continues from
-    out/checkpoint.pt (same config required)."""
+    out/checkpoint.pt (same config required). Under torchrun every rank calls this; rank 0 writes."""
+    ctx = setup(cfg.device)
+    try:
+        return _train(cfg, resume, progress and ctx.is_main, log if ctx.is_main else (lambda *a, **k: None), ctx)
+    finally:
+        teardown(ctx)
+
+
+def _train(cfg: TrainConfig, resume: bool, progress: bool, log, ctx: DistContext) -> list[dict[str, Any]]:
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     args_path = out / "args.json"
+    if cfg.batch_size % ctx.world:
+        raise ValueError(f"--batch-size {cfg.batch_size} must be divisible by the number of processes {ctx.world}")
     if resume:
         if not (out / "checkpoint.pt").is_file():
             raise FileNotFoundError(f"{out}: nothing to resume (no checkpoint.pt)")
         saved = TrainConfig.from_dict(json.loads(args_path.read_text()))
         saved.device, saved.workers, saved.threads = cfg.device, cfg.workers, cfg.threads
-        if cfg.epochs > saved.epochs:
-            saved.epochs = cfg.epochs
+        saved.epochs = max(saved.epochs, cfg.epochs)
         cfg = saved
     elif (out / "checkpoint.pt").exists():
         raise FileExistsError(f"{out} already holds a training run; use --resume or another --out folder")
-    atomic_write_json(args_path, asdict(cfg))
+    barrier(ctx)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(args_path, asdict(cfg))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    device = pick_device(cfg.device)
+    device = ctx.device
     amp = device.type == "cuda"
 
-    tr, va, prep, ds_meta = _split_data(cfg, progress)
-    model: AgeGenderNet = build_model(cfg.arch, num_ages=prep.num_ages, **cfg.arch_kwargs).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-        tr_images = tr.images.to(device)
-    else:
-        tr_images = tr.images
+    tr, va, prep, ds_meta = _load_splits(cfg)
+    if cfg.workers <= 0:  # small data: decode once, keep in memory (on the GPU when there is one)
+        tr.load_all("load train", progress, device)
+        va.load_all("load val", progress)
+    net: AgeGenderNet = build_model(cfg.arch, num_ages=prep.num_ages, **cfg.arch_kwargs).to(device)
+    if amp:
+        net = net.to(memory_format=torch.channels_last)
+    model: torch.nn.Module = net
+    if ctx.enabled:
+        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[ctx.local_rank] if amp else None)
     decay, no_decay = [], []
-    for n_, p in model.named_parameters():
+    for p in net.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
@@ -282,119 +281,140 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     if cfg.ema > 0:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+        ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
 
-    n = len(tr.ages)
-    steps = max(1, n // cfg.batch_size) if n >= cfg.batch_size else 1
+    n = len(tr)
+    weights = _sample_weights(tr.ages, cfg.balance)
+    steps = len(_epoch_batches(n, cfg, ctx, 0, weights))
     sched = _Schedule(cfg, steps)
     history: list[dict[str, Any]] = []
     start_epoch, best_mae = 0, float("inf")
     if resume:
         ck = torch.load(out / "checkpoint.pt", map_location=device, weights_only=True)
-        model.load_state_dict(ck["model"])
+        net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         if ema is not None and "ema" in ck:
             ema.load_state_dict(ck["ema"])
         start_epoch, best_mae = int(ck["epoch"]), float(ck["best_mae"])
         history = json.loads((out / "history.json").read_text())[:start_epoch]
         log(f"resuming {out} at epoch {start_epoch + 1}/{cfg.epochs}")
-    weights = _sample_weights(tr.ages, cfg.balance)
     gen = torch.Generator(device=device)
     aug = cfg.augment
-
+    grid = torch.arange(prep.age_min, prep.age_max + 1, device=device).float()
     t_start = time.time()
     epoch = start_epoch
     while epoch < cfg.epochs:
         t0 = time.time()
         torch.manual_seed(cfg.seed * 1000 + epoch)
-        gen.manual_seed(cfg.seed * 1000 + epoch)
-        if weights is None:
-            order = torch.randperm(n)
-        else:
-            order = torch.multinomial(weights, n, replacement=True)
+        np.random.seed(cfg.seed * 1000 + epoch)
+        gen.manual_seed(cfg.seed * 1000 + epoch * ctx.world + ctx.rank)
+        index_batches = _epoch_batches(n, cfg, ctx, epoch, weights)
         model.train()
-        sums = {"loss": 0.0, "correct": 0.0, "gcount": 0.0, "abs": 0.0, "acount": 0.0}
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not progress,
-                   leave=False, mininterval=1.0)
-        for it in bar:
-            idx = order[it * cfg.batch_size : (it + 1) * cfg.batch_size]
-            xb = tr_images[idx.to(tr_images.device)].to(device, non_blocking=True)
-            ab, gb = tr.ages[idx].to(device), tr.genders[idx].to(device)
+        sums = [0.0] * 7  # loss*n, correct, gender count, abs err, age count, samples, index checksum
+        wait = 0.0
+        bar = tqdm(total=len(index_batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=not progress, leave=False, mininterval=1.0)
+        batches = tr.batches(index_batches, cfg.workers, pin=amp)
+        for it, idx in enumerate(index_batches):
+            t_wait = time.time()
+            xb, ab, gb = next(batches)
+            wait += time.time() - t_wait
+            xb, ab, gb = xb.to(device, non_blocking=True), ab.to(device), gb.to(device)
             x = _normalise(augment_batch(xb, prep.size, aug, gen), prep)
-            gt, dist, vals = _targets(ab, gb, prep, cfg.sigma)
+            gt, dist_t, vals = _targets(ab, gb, prep, cfg.sigma)
             if aug.mixup > 0:
                 lam = float(np.random.beta(aug.mixup, aug.mixup))
                 perm = torch.randperm(len(idx), device=device)
                 x = lam * x + (1 - lam) * x[perm]
-                gt, dist, vals = (lam * gt + (1 - lam) * gt[perm], lam * dist + (1 - lam) * dist[perm],
-                                  lam * vals + (1 - lam) * vals[perm])
-            if device.type == "cuda":
+                gt, dist_t, vals = (lam * gt + (1 - lam) * gt[perm], lam * dist_t + (1 - lam) * dist_t[perm],
+                                    lam * vals + (1 - lam) * vals[perm])
+            if amp:
                 x = x.contiguous(memory_format=torch.channels_last)
             for gparam in opt.param_groups:
                 gparam["lr"] = cfg.lr * sched.factor(epoch * steps + it)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 g, a = model(x)
-            loss, _ = age_gender_loss(g, a, gt, dist, vals, prep.age_min, cfg.l1_weight)
+            loss, _ = age_gender_loss(g, a, gt, dist_t, vals, prep.age_min, cfg.l1_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             if ema is not None:
-                ema.update_parameters(model)
+                ema.update_parameters(net)
             with torch.no_grad():
-                kg = gb >= 0
-                sums["loss"] += float(loss) * len(idx)
-                sums["correct"] += float(((g.float().argmax(1) == gb) & kg).sum())
-                sums["gcount"] += float(kg.sum())
-                ka = ~torch.isnan(ab)
-                pa = torch.softmax(a.float(), 1) @ torch.arange(prep.age_min, prep.age_max + 1, device=device).float()
-                sums["abs"] += float((pa - ab).abs()[ka].sum())
-                sums["acount"] += float(ka.sum())
+                kg, ka = gb >= 0, ~torch.isnan(ab)
+                pa = torch.softmax(a.float(), 1) @ grid
+                sums[0] += float(loss.detach()) * len(idx)
+                sums[1] += float(((g.float().argmax(1) == gb) & kg).sum())
+                sums[2] += float(kg.sum())
+                sums[3] += float((pa - ab).abs()[ka].sum())
+                sums[4] += float(ka.sum())
+                sums[5] += len(idx)
+                sums[6] += index_checksum(idx)
+            bar.update(1)
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         bar.close()
-        eval_model = ema.module if ema is not None else model
-        val = evaluate_split(eval_model, va, prep, device, amp=amp, sigma=cfg.sigma)
+        sums = all_sum(ctx, sums)
+        train_seconds = time.time() - t0
+        eval_model = ema.module if ema is not None else net
+        val = evaluate_split(eval_model, va, prep, ctx, sigma=cfg.sigma, workers=cfg.workers)
         row = {
             "epoch": epoch + 1,
             "lr": round(cfg.lr * sched.factor((epoch + 1) * steps - 1), 8),
-            "train_loss": sums["loss"] / max(1, steps * cfg.batch_size if n >= cfg.batch_size else n),
-            "train_gender_acc": sums["correct"] / max(1.0, sums["gcount"]),
-            "train_age_mae": sums["abs"] / max(1.0, sums["acount"]),
+            "train_loss": sums[0] / max(1.0, sums[5]),
+            "train_gender_acc": sums[1] / max(1.0, sums[2]),
+            "train_age_mae": sums[3] / max(1.0, sums[4]),
             "val_loss": val["loss"],
             "val_gender_acc": val["gender_acc"],
             "val_age_mae": val["age_mae"],
             "val_cs5": val["cs5"],
+            "samples": int(sums[5]),
+            "data_checksum": sums[6],
+            "images_per_second": round(sums[5] / max(train_seconds, 1e-9), 1),
+            "data_wait_share": round(all_max(ctx, wait) / max(train_seconds, 1e-9), 3),
             "seconds": round(time.time() - t0, 1),
         }
         history.append(row)
         if cfg.time_budget > 0 and epoch == start_epoch == 0:
-            per_epoch = time.time() - t_start
+            per_epoch = all_max(ctx, time.time() - t_start)
             fit = max(2, int(cfg.time_budget / max(per_epoch, 1e-3)))
             if fit < cfg.epochs:
                 log(f"time budget {cfg.time_budget:.0f}s: {per_epoch:.1f}s per epoch, training {fit} epochs")
                 cfg.epochs = fit
                 sched = _Schedule(cfg, steps)
-                atomic_write_json(args_path, asdict(cfg))
-        mcfg = _model_config(cfg, prep, ds_meta, {k: round(v, 4) for k, v in val.items()} | {"epoch": epoch + 1})
-        cpu_model = build_model(cfg.arch, num_ages=prep.num_ages, **cfg.arch_kwargs)
-        cpu_model.load_state_dict({k: v.float().cpu() for k, v in eval_model.state_dict().items()})
-        if val["age_mae"] < best_mae:
-            best_mae = val["age_mae"]
-            save_model(out / "best.safetensors", cpu_model, mcfg)
-        save_model(out / "last.safetensors", cpu_model, mcfg)
-        ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1, "best_mae": best_mae}
-        if ema is not None:
-            ck["ema"] = ema.state_dict()
-        tmp = out / ".checkpoint.pt.tmp"
-        torch.save(ck, tmp)
-        os.replace(tmp, out / "checkpoint.pt")
-        _write_history(out, history)
+                if ctx.is_main:
+                    atomic_write_json(args_path, asdict(cfg))
+        if ctx.is_main:
+            best_mae = _save_epoch(out, cfg, prep, ds_meta, val, eval_model, net, opt, ema, epoch, best_mae, history)
+        best_mae = min(best_mae, val["age_mae"])
+        barrier(ctx)
         log(
             f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.3f}  train MAE {row['train_age_mae']:.2f}  "
             f"val MAE {val['age_mae']:.2f}  val gender {val['gender_acc']:.3f}  CS@5 {val['cs5']:.3f}  "
-            f"({row['seconds']}s)"
+            f"({row['seconds']}s, {row['images_per_second']:.0f} img/s, data wait {100 * row['data_wait_share']:.0f}%)"
         )
         epoch += 1
     return history
 
 
-__all__ = ["TrainConfig", "train", "evaluate_split", "F"]
+def _save_epoch(out: Path, cfg: TrainConfig, prep: Preprocessing, ds_meta: dict[str, Any], val: dict[str, float],
+                eval_model: torch.nn.Module, net: torch.nn.Module, opt: torch.optim.Optimizer, ema: Any, epoch: int,
+                best_mae: float, history: list[dict[str, Any]]) -> float:
+    """Write best/last weights, the resumable checkpoint and the history (atomically); returns best MAE."""
+    mcfg = _model_config(cfg, prep, ds_meta, {k: round(v, 4) for k, v in val.items()} | {"epoch": epoch + 1})
+    cpu_model = build_model(cfg.arch, num_ages=prep.num_ages, **cfg.arch_kwargs)
+    cpu_model.load_state_dict({k: v.float().cpu() for k, v in eval_model.state_dict().items()})
+    if val["age_mae"] < best_mae:
+        best_mae = val["age_mae"]
+        save_model(out / "best.safetensors", cpu_model, mcfg)
+    save_model(out / "last.safetensors", cpu_model, mcfg)
+    ck = {"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1, "best_mae": best_mae}
+    if ema is not None:
+        ck["ema"] = ema.state_dict()
+    tmp = out / ".checkpoint.pt.tmp"
+    torch.save(ck, tmp)
+    os.replace(tmp, out / "checkpoint.pt")
+    _write_history(out, history)
+    return best_mae
+
+
+__all__ = ["TrainConfig", "evaluate_split", "train"]
