@@ -72,11 +72,13 @@ def box_crop_window(
 def crop_matrix(det: Detection, prep: Preprocessing) -> np.ndarray:
     """(2, 3) affine matrix mapping image pixels to crop pixels for one detection (align5 mode).
 
-    Falls back to a square box crop around the detection when it has no landmarks.
+    Falls back to a square box crop around the detection when it has no usable landmarks (none, not finite,
+    or all at one point).
     """
     size, margin = prep.size, prep.margin
-    if det.landmarks is not None:
-        return similarity_transform(det.landmarks, template_points(size, margin))
+    lms = det.landmarks
+    if lms is not None and np.isfinite(lms).all() and np.ptp(np.asarray(lms, np.float64), axis=0).max() > 1e-3:
+        return similarity_transform(lms, template_points(size, margin))
     x1, y1, x2, y2 = det.box
     side = max(x2 - x1, y2 - y1) * (1.0 + 2.0 * margin)
     cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0

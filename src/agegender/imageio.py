@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-#: Largest image accepted, in decoded pixels (about 16k x 16k); larger files are refused, not decoded.
-MAX_PIXELS = 250_000_000
+#: Largest image accepted, in decoded pixels (about 11k x 11k, 360 MB as RGB); larger files are refused from
+#: their header, before decoding (decompression bombs). Kept below Pillow's own bomb limit (~179 M pixels).
+MAX_PIXELS = 120_000_000
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
@@ -25,11 +26,16 @@ class ImageLoadError(ValueError):
 
 def _to_rgb(img: Image.Image) -> np.ndarray:
     """Convert any PIL mode to an (H, W, 3) uint8 RGB array; alpha is composited on white."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        hi = arr.max() if arr.size else 0.0
-        scale = 255.0 / (65535.0 if hi > 255 else max(hi, 1.0) if img.mode == "F" else 255.0)
-        arr = np.clip(arr * scale, 0, 255).astype(np.uint8)
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float32)
+        hi = float(arr.max()) if arr.size else 0.0
+        if img.mode.startswith("I;16"):
+            full = 65535.0  # 16-bit: the full range is 0..65535, whatever this image's brightest pixel
+        elif img.mode == "I":
+            full = 65535.0 if hi > 255 else 255.0  # 32-bit ints: 16-bit data if it exceeds 8 bits
+        else:
+            full = hi if hi > 1.0 else 1.0  # floats: 0..1, else scaled by the maximum
+        arr = np.clip(arr * (255.0 / full) + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(arr[:, :, None], 3, axis=2)
     if img.mode == "P":
         img = img.convert("RGBA")
@@ -57,16 +63,29 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
             if w * h > max_pixels:
                 raise ImageLoadError(f"{name}: image of {w}x{h} pixels exceeds the limit of {max_pixels} pixels")
             img.load()
-            img = ImageOps.exif_transpose(img)
+            img = _exif_upright(img)
             return _to_rgb(img)
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
-        raise ImageLoadError(f"{name}: not an image (unrecognised format)") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageLoadError(f"{name}: image too large ({exc})") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageLoadError(f"{name}: corrupt or truncated image ({exc})") from None
+        raise ImageLoadError(f"{name}: not an image (unrecognised or unsupported format)") from None
+    except Image.DecompressionBombError:
+        raise ImageLoadError(f"{name}: image exceeds the limit of {max_pixels} pixels") from None
+    except MemoryError:
+        raise ImageLoadError(f"{name}: not enough memory to decode this image") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        text = " ".join(str(exc).split())
+        if "truncated" in text:
+            raise ImageLoadError(f"{name}: truncated image (the file ends early; incomplete download?)") from None
+        raise ImageLoadError(f"{name}: corrupt image ({text})") from None
+
+
+def _exif_upright(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation tag (phone photos); a broken EXIF block leaves the image as stored."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - malformed EXIF must not make a readable image unreadable
+        return img
 
 
 def load_image(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np.ndarray:

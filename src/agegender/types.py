@@ -96,13 +96,17 @@ class FacePrediction:
 
 @dataclass
 class ImageResult:
-    """All faces found in one image, with the image's size in pixels (after EXIF orientation)."""
+    """All faces found in one image, with the image's size in pixels (after EXIF orientation).
+
+    skipped_faces: faces found but not estimated, by reason ("too_small", "over_max_faces"); empty if none.
+    """
 
     image: str
     width: int
     height: int
     faces: list[FacePrediction] = field(default_factory=list)
     error: str | None = None
+    skipped_faces: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -111,6 +115,8 @@ class ImageResult:
             "height": self.height,
             "faces": [f.to_json() for f in self.faces],
         }
+        if self.skipped_faces:
+            out["skipped_faces"] = dict(self.skipped_faces)
         if self.error is not None:
             out["error"] = self.error
         return out

@@ -17,6 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", help="write results here instead of standard output")
     p.add_argument("--save-dir", help="write annotated copies of the images into this folder")
     p.add_argument("--max-faces", type=int, help="keep the N largest faces per image")
+    p.add_argument("--min-face", type=float, default=10.0,
+                   help="skip faces whose shorter side is under this many pixels (default 10; counted)")
     p.add_argument("--threshold", type=float, help="detector score threshold (0..1)")
     p.add_argument("--flip-tta", action="store_true", help="average each face with its mirror image")
     p.add_argument("--no-progress", action="store_true")
@@ -29,5 +31,6 @@ def cmd_predict(a: argparse.Namespace) -> int:
     inputs = a.inputs or [str(EXAMPLE_IMAGE)]
     return run_predict(
         inputs, model=a.model, detector=a.detector, fmt=a.format, output=a.output, save_dir=a.save_dir,
-        max_faces=a.max_faces, threshold=a.threshold, flip_tta=a.flip_tta, progress=not a.no_progress,
+        max_faces=a.max_faces, min_face=a.min_face, threshold=a.threshold, flip_tta=a.flip_tta,
+        progress=not a.no_progress,
     )

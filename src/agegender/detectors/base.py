@@ -46,3 +46,17 @@ def sort_and_cap(dets: list[Detection], max_faces: int | None) -> list[Detection
     """Largest faces first; keep at most `max_faces` (None: all)."""
     dets = sorted(dets, key=lambda d: d.area, reverse=True)
     return dets if max_faces is None else dets[:max_faces]
+
+
+def select_faces(
+    dets: list[Detection], min_face: float = 0.0, max_faces: int | None = None
+) -> tuple[list[Detection], dict[str, int]]:
+    """Drop faces whose shorter box side is under `min_face` pixels, then keep the `max_faces` largest.
+
+    Returns the kept faces (largest first) and how many were dropped for each reason: {"too_small": n,
+    "over_max_faces": m}, with zero counts left out.
+    """
+    kept = [d for d in dets if min(d.width, d.height) >= min_face]
+    capped = sort_and_cap(kept, max_faces)
+    counts = {"too_small": len(dets) - len(kept), "over_max_faces": len(kept) - len(capped)}
+    return capped, {k: v for k, v in counts.items() if v}

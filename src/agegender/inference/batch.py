@@ -44,7 +44,7 @@ class ResultWriter:
             if r.error:
                 self.stream.write(f"{r.image}: error: {r.error}\n")
                 return
-            self.stream.write(f"{r.image} ({r.width}x{r.height}): {len(r.faces)} face(s)\n")
+            self.stream.write(f"{r.image} ({r.width}x{r.height}): {len(r.faces)} face(s){skipped_note(r)}\n")
             for i, f in enumerate(r.faces):
                 x1, y1, x2, y2 = (round(v) for v in f.detection.box)
                 self.stream.write(
@@ -52,6 +52,17 @@ class ResultWriter:
                     f"box [{x1}, {y1}, {x2}, {y2}]  score {f.detection.score:.2f}\n"
                 )
         self.stream.flush()
+
+
+def skipped_text(counts: dict[str, int]) -> str:
+    """'2 too small, 95 over --max-faces' for skipped-face counts."""
+    names = {"too_small": "too small", "over_max_faces": "over --max-faces"}
+    return ", ".join(f"{n} {names.get(k, k)}" for k, n in counts.items())
+
+
+def skipped_note(r: ImageResult) -> str:
+    """' (2 too small, 95 over --max-faces not estimated)' for a result that skipped faces, else ''."""
+    return f" ({skipped_text(r.skipped_faces)} not estimated)" if r.skipped_faces else ""
 
 
 def annotated_name(path: str, used: set[str]) -> str:
@@ -73,6 +84,7 @@ def run_predict(
     output: str | None = None,
     save_dir: str | None = None,
     max_faces: int | None = None,
+    min_face: float = 10.0,
     threshold: float | None = None,
     flip_tta: bool = False,
     progress: bool = True,
@@ -85,9 +97,16 @@ def run_predict(
     if not paths:
         print("agegender predict: no images found in the given inputs", file=sys.stderr)
         return 1
-    pred = predictor or Predictor(model, detector, score_threshold=threshold, max_faces=max_faces, flip_tta=flip_tta)
-    stream: IO[str] = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    pred = predictor or Predictor(model, detector, score_threshold=threshold, max_faces=max_faces, min_face=min_face,
+                                  flip_tta=flip_tta)
+    # the results file is written under a temporary name and renamed when complete: a killed run never
+    # leaves a half-written file under the name asked for
+    tmp_output = Path(output).with_name(f".{Path(output).name}.tmp{os.getpid()}") if output else None
+    if tmp_output:
+        tmp_output.parent.mkdir(parents=True, exist_ok=True)
+    stream: IO[str] = open(tmp_output, "w", encoding="utf-8") if tmp_output else sys.stdout  # noqa: SIM115
     failures = 0
+    skipped: dict[str, int] = {}
     used: set[str] = set()
     try:
         writer = ResultWriter(stream, fmt)
@@ -97,12 +116,21 @@ def run_predict(
             if result.error:
                 failures += 1
                 bar.write(f"agegender predict: {result.error}", file=sys.stderr)
+            for k, n in result.skipped_faces.items():
+                skipped[k] = skipped.get(k, 0) + n
             writer.write(result)
             if save_dir and image is not None:
                 save_image(os.path.join(save_dir, annotated_name(result.image, used)), annotate(image, result.faces))
             bar.update(1)
         bar.close()
-    finally:
-        if output:
+        if tmp_output:
             stream.close()
+            os.replace(tmp_output, output)  # type: ignore[arg-type]
+    finally:
+        if tmp_output and not stream.closed:
+            stream.close()
+            tmp_output.unlink(missing_ok=True)
+    if skipped:
+        print(f"agegender predict: faces found but not estimated: {skipped_text(skipped)} "
+              f"(--min-face {pred.min_face:g} px, --max-faces {pred.max_faces})", file=sys.stderr)
     return 1 if failures else 0

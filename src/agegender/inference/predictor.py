@@ -15,10 +15,13 @@ import numpy as np
 
 from ..align import crop_faces
 from ..detectors import create_detector
-from ..detectors.base import FaceDetector
+from ..detectors.base import FaceDetector, select_faces
 from ..imageio import ImageLoadError, load_image
 from ..models.estimator import Estimator, load_estimator
 from ..types import Detection, FacePrediction, Gender, ImageResult
+
+#: faces cropped and estimated at a time
+FACE_BATCH = 64
 
 
 class Predictor:
@@ -27,6 +30,7 @@ class Predictor:
 
     model: built-in name, weights file (.onnx/.safetensors) or training run folder.
     detector: detector name or a ready FaceDetector. max_faces: keep the largest N faces per image.
+    min_face: skip faces whose shorter box side is under this many pixels (counted in `skipped_faces`).
     flip_tta: average each face with its mirror image (slower, slightly more accurate).
     """
 
@@ -37,13 +41,16 @@ class Predictor:
         *,
         score_threshold: float | None = None,
         max_faces: int | None = None,
+        min_face: float = 10.0,
         flip_tta: bool = False,
         device: str = "cpu",
         threads: int | None = None,
     ) -> None:
+        if max_faces is not None and max_faces < 0:
+            raise ValueError(f"max_faces must be 0 or more, got {max_faces}")
         self.estimator = model if hasattr(model, "estimate") else load_estimator(model, device, threads)  # type: ignore[arg-type]
         if isinstance(detector, str):
-            kwargs: dict[str, object] = {"max_faces": max_faces}
+            kwargs: dict[str, object] = {"max_faces": None, "min_face": 0.0}  # the predictor selects and counts
             if score_threshold is not None and detector == "retinaface":
                 kwargs["score_threshold"] = score_threshold
             if threads and detector == "retinaface":
@@ -51,6 +58,7 @@ class Predictor:
             detector = create_detector(detector, **kwargs)
         self.detector = detector
         self.max_faces = max_faces
+        self.min_face = min_face
         self.flip_tta = flip_tta
 
     @property
@@ -61,12 +69,11 @@ class Predictor:
         """Age and gender for given detections of an (H, W, 3) uint8 RGB image (one batch)."""
         if self.max_faces is not None:
             detections = detections[: self.max_faces]
-        crops = crop_faces(image, detections, self.preprocessing)
-        out = self.estimator.estimate(crops, flip_tta=self.flip_tta)
         faces = []
-        for det, age, pf in zip(detections, out.ages, out.p_female):
-            g = Gender.FEMALE if pf >= 0.5 else Gender.MALE
-            faces.append(FacePrediction(det, float(age), g, float(pf if g is Gender.FEMALE else 1.0 - pf)))
+        for i in range(0, len(detections), FACE_BATCH):  # bounded memory however many faces an image holds
+            part = detections[i : i + FACE_BATCH]
+            out = self.estimator.estimate(crop_faces(image, part, self.preprocessing), flip_tta=self.flip_tta)
+            faces += face_predictions(part, out.ages, out.p_female)
         return faces
 
     def predict_array(self, image: np.ndarray, name: str = "<array>") -> ImageResult:
@@ -74,8 +81,8 @@ class Predictor:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         h, w = image.shape[:2]
-        faces = self.estimate_faces(image, self.detector.detect(image))
-        return ImageResult(name, w, h, faces)
+        dets, skipped = select_faces(self.detector.detect(image), self.min_face, self.max_faces)
+        return ImageResult(name, w, h, self.estimate_faces(image, dets), skipped_faces=skipped)
 
     def predict(self, source: str | os.PathLike[str] | np.ndarray) -> ImageResult:
         """Faces of one image file or RGB array. A bad file raises ImageLoadError."""
@@ -93,6 +100,15 @@ class Predictor:
                 yield ImageResult(str(p), 0, 0, [], error=str(exc)), None
                 continue
             yield self.predict_array(image, str(p)), image
+
+
+def face_predictions(detections: list[Detection], ages: np.ndarray, p_female: np.ndarray) -> list[FacePrediction]:
+    """FacePredictions from detections and the estimator's (N,) ages and P(female), in the same order."""
+    out = []
+    for det, age, pf in zip(detections, ages, p_female):
+        g = Gender.FEMALE if pf >= 0.5 else Gender.MALE
+        out.append(FacePrediction(det, float(age), g, float(pf if g is Gender.FEMALE else 1.0 - pf)))
+    return out
 
 
 def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[str]:
