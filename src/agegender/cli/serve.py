@@ -1,0 +1,49 @@
+"""`agegender serve`: the web page and HTTP API on uvicorn; the model and detector load once at start."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="web page and HTTP API (POST /v1/predict) on http://127.0.0.1:8000")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", default="default", help="built-in name, weights file or run folder")
+    p.add_argument("--detector", default="retinaface", help="retinaface (default) or dlib-hog")
+    p.add_argument("--threshold", type=float, default=0.6, help="detector threshold when a request names none")
+    p.add_argument("--min-threshold", type=float, default=0.3, help="lowest threshold a request may ask for")
+    p.add_argument("--flip-tta", action="store_true", help="average each face with its mirror image")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MiB (413 above)")
+    p.add_argument("--max-pixels", type=int, default=50_000_000, help="largest decoded image in pixels (413 above)")
+    p.add_argument("--workers", type=int, help="inference threads (default min(4, CPUs))")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="allow browser pages from this origin to call the API (repeatable; default: CORS off)")
+    p.add_argument("--ssl-certfile", help="serve HTTPS (browsers allow the camera on other hosts only over HTTPS)")
+    p.add_argument("--ssl-keyfile")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from ..server.app import create_app
+    except ImportError as exc:
+        hint = "pip install 'agegender[serve]'"
+        raise RuntimeError(f"serve needs the 'serve' extra ({exc.name} missing): {hint}") from None
+    from ..inference.predictor import Predictor
+
+    if not 0 <= a.min_threshold <= 1 or not 0 <= a.threshold <= 1:
+        raise ValueError("thresholds must be between 0 and 1")
+    predictor = Predictor(a.model, a.detector, score_threshold=min(a.min_threshold, a.threshold), flip_tta=a.flip_tta)
+    app = create_app(predictor=predictor, max_upload_bytes=int(a.max_upload_mb * 1024 * 1024),
+                     max_pixels=a.max_pixels, cors_origins=a.cors_origin, default_threshold=a.threshold,
+                     workers=a.workers)
+    scheme = "https" if a.ssl_certfile else "http"
+    print(f"agegender serve: model {predictor.estimator.name}, page {scheme}://{a.host}:{a.port}/, "
+          f"docs {scheme}://{a.host}:{a.port}/docs", flush=True)
+    uvicorn.run(app, host=a.host, port=a.port, log_level=a.log_level, ssl_certfile=a.ssl_certfile,
+                ssl_keyfile=a.ssl_keyfile, server_header=False)
+    return 0

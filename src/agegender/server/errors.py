@@ -1,0 +1,24 @@
+"""The one error type of the HTTP API: a status code and a one-line message, sent as {"error": ...}."""
+
+from __future__ import annotations
+
+from ..imageio import ImageLoadError
+
+
+class ApiError(Exception):
+    """A client error with an HTTP status (400, 404, 413, 415) and a one-line reason."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def image_error(exc: ImageLoadError) -> ApiError:
+    """Map imageio's one-line reasons to HTTP: 413 over the pixel cap, 415 not an image, 400 otherwise."""
+    text = str(exc)
+    if "exceeds the limit" in text or "too large" in text:
+        return ApiError(413, text)
+    if "not an image" in text:
+        return ApiError(415, text)
+    return ApiError(400, text)

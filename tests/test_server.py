@@ -1,0 +1,213 @@
+"""The HTTP API through a real `agegender serve` process on a loopback port, with real portraits."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from agegender.server.process import serve_process
+
+pytestmark = pytest.mark.slow
+
+MAX_UPLOAD_MB = 3
+MAX_PIXELS = 30_000_000
+
+
+@pytest.fixture(scope="module")
+def server() -> str:
+    args = ["--max-upload-mb", str(MAX_UPLOAD_MB), "--max-pixels", str(MAX_PIXELS), "--log-level", "warning"]
+    with serve_process(args) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server: str) -> httpx.Client:
+    with httpx.Client(base_url=server, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def portraits(frl_images) -> list:
+    return frl_images[:4]
+
+
+@pytest.fixture(scope="module")
+def cli_jsonl(portraits) -> dict[str, dict]:
+    """`agegender predict --format jsonl` on the same portraits: the contract the API must match."""
+    out = subprocess.run([sys.executable, "-m", "agegender.cli", "predict", "--format", "jsonl", "--no-progress",
+                          *map(str, portraits)], capture_output=True, text=True, check=True).stdout
+    return {json.loads(line)["image"]: json.loads(line) for line in out.splitlines()}
+
+
+def post_file(client: httpx.Client, path, **params) -> httpx.Response:
+    with open(path, "rb") as f:
+        return client.post("/v1/predict", params=params, files={"file": (path.name, f, "image/jpeg")})
+
+
+def post_raw(client: httpx.Client, data: bytes, content_type: str = "image/jpeg", **params) -> httpx.Response:
+    return client.post("/v1/predict", params=params, content=data, headers={"Content-Type": content_type})
+
+
+def test_health_and_models(client):
+    r = client.get("/v1/health")
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+    info = client.get("/v1/models").json()
+    assert info["model"]["name"] == "default"
+    assert info["model"]["preprocessing"]["crop"] in ("align5", "box")
+    assert info["detector"] == {"name": "retinaface", "min_threshold": 0.3, "default_threshold": 0.6}
+    assert info["limits"] == {"max_upload_bytes": MAX_UPLOAD_MB * 1024 * 1024, "max_pixels": MAX_PIXELS}
+
+
+def test_multipart_and_raw_match_predict_jsonl(client, portraits, cli_jsonl):
+    for path in portraits:
+        expected = cli_jsonl[str(path)]
+        assert len(expected["faces"]) == 1
+        r = post_file(client, path)
+        assert r.status_code == 200, r.text
+        assert "predict;dur=" in r.headers["server-timing"]
+        assert r.json() == {**expected, "image": path.name}
+        raw = post_raw(client, path.read_bytes())
+        assert raw.json() == {**expected, "image": "upload"}
+
+
+def test_annotated_image(client, portraits):
+    path = portraits[0]
+    out = post_file(client, path, annotate="true").json()
+    annotated = np.asarray(Image.open(io.BytesIO(base64.b64decode(out["annotated_jpeg"]))).convert("RGB"))
+    assert annotated.shape == (out["height"], out["width"], 3)
+    original = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+    x1, y1, x2, y2 = (int(v) for v in out["faces"][0]["box"])
+    edge = np.abs(annotated[y1 - 2 : y1 + 3, x1:x2].astype(np.int16) - original[y1 - 2 : y1 + 3, x1:x2])
+    assert edge.mean() > 20  # the box is drawn on the top edge
+    assert "annotated_jpeg" not in post_file(client, path).json()
+
+
+def test_threshold_and_max_faces(client, portraits):
+    # three real portraits side by side: three faces, different sizes
+    tiles = [Image.open(p).convert("RGB").resize((450 - 60 * i, 600 - 80 * i)) for i, p in enumerate(portraits[:3])]
+    canvas = Image.new("RGB", (sum(t.width for t in tiles), 600), "white")
+    x = 0
+    for t in tiles:
+        canvas.paste(t, (x, 0))
+        x += t.width
+    buf = io.BytesIO()
+    canvas.save(buf, "JPEG", quality=92)
+    data = buf.getvalue()
+    every = post_raw(client, data).json()["faces"]
+    assert len(every) == 3
+    two = post_raw(client, data, max_faces=2).json()["faces"]
+    assert two == every[:2]  # the two largest, unchanged
+    strict = post_raw(client, data, threshold=0.999).json()["faces"]
+    assert strict == [f for f in every if f["score"] >= 0.999]
+    loose = post_raw(client, data, threshold=0.3).json()["faces"]
+    assert len(loose) >= 3
+
+
+@pytest.mark.parametrize("params", [{"threshold": "abc"}, {"threshold": 2}, {"threshold": 0.1}, {"max_faces": 0},
+                                    {"max_faces": "x"}])
+def test_bad_parameters_are_400(client, portraits, params):
+    r = post_file(client, portraits[0], **params)
+    assert r.status_code == 400 and r.json()["error"]
+
+
+def test_bad_input_is_a_clear_4xx(client, portraits):
+    jpeg = portraits[0].read_bytes()
+    cases = {
+        "text body": (post_raw(client, b"hello", "text/plain"), 415, "content type"),
+        "no content type": (client.post("/v1/predict", content=b"\xff\xd8\xff"), 415, "content type"),
+        "garbage as jpeg": (post_raw(client, b"not an image at all" * 10), 415, "not an image"),
+        "truncated jpeg": (post_raw(client, jpeg[: len(jpeg) // 3]), 400, "truncated"),
+        "empty body": (post_raw(client, b""), 400, "empty"),
+        "url-encoded form": (client.post("/v1/predict", data={"note": "no file"}), 415, "content type"),
+        "multipart without boundary": (post_raw(client, b"--x\r\n", "multipart/form-data"), 400, "boundary"),
+        "too many bytes": (post_raw(client, b"\xff" * (MAX_UPLOAD_MB * 1024 * 1024 + 1)), 413, "exceeds"),
+    }
+    for name, (r, status, words) in cases.items():
+        assert r.status_code == status, (name, r.status_code, r.text)
+        message = r.json()["error"]
+        assert "\n" not in message and (words is None or words in message), (name, message)
+    assert client.get("/v1/predict").status_code == 405
+    assert client.get("/v1/nothing").json() == {"error": "Not Found"}
+
+
+def test_form_without_file_part(client):
+    r = client.post("/v1/predict", files={"note": (None, "just text")})
+    assert r.status_code == 400 and "no file part" in r.json()["error"]
+
+
+def test_image_bomb_refused_before_decoding(client):
+    buf = io.BytesIO()
+    Image.new("1", (20_000, 20_000)).save(buf, "PNG")  # 400 M pixels in a few hundred KB
+    assert buf.tell() < MAX_UPLOAD_MB * 1024 * 1024
+    r = post_raw(client, buf.getvalue(), "image/png")
+    assert r.status_code == 413 and f"limit of {MAX_PIXELS} pixels" in r.json()["error"]
+
+
+def test_uploaded_name_never_used_as_path(client, portraits, tmp_path):
+    target = tmp_path / "sub" / "evil.jpg"
+    with open(portraits[0], "rb") as f:
+        r = client.post("/v1/predict", files={"file": (f"../../{target}", f, "image/jpeg")})
+    assert r.status_code == 200 and r.json()["image"] == "evil.jpg"
+    assert not target.exists() and not (tmp_path / "sub").exists()
+
+
+def test_concurrent_requests_same_answers(server, portraits, client):
+    expected = {p.name: post_file(client, p).json() for p in portraits}
+
+    def one(i: int) -> tuple[str, dict]:
+        p = portraits[i % len(portraits)]
+        with httpx.Client(base_url=server, timeout=120) as c:
+            return p.name, post_file(c, p).json()
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(16)))
+    assert all(out == expected[name] for name, out in results)
+
+
+def test_cors_off_by_default(client):
+    r = client.options("/v1/predict", headers={"Origin": "http://elsewhere.test",
+                                               "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in r.headers
+    r = client.get("/v1/health", headers={"Origin": "http://elsewhere.test"})
+    assert "access-control-allow-origin" not in r.headers
+
+
+def test_cors_when_configured():
+    with serve_process(["--cors-origin", "http://allowed.test", "--log-level", "warning"]) as url:
+        ok = httpx.get(url + "/v1/health", headers={"Origin": "http://allowed.test"})
+        other = httpx.get(url + "/v1/health", headers={"Origin": "http://elsewhere.test"})
+    assert ok.headers["access-control-allow-origin"] == "http://allowed.test"
+    assert "access-control-allow-origin" not in other.headers
+
+
+def local_assets(html: str) -> list[str]:
+    refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html)
+    assert refs and not [r for r in refs if "//" in r and not r.startswith("data:")], refs
+    return [r for r in refs if r.startswith("/")]
+
+
+def test_page_and_docs_served_offline(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "default-src 'self'" in page.headers["content-security-policy"]
+    for ref in local_assets(page.text):
+        assert client.get(ref).status_code == 200, ref
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assets = local_assets(docs.text)
+    assert any(a.endswith("swagger-ui-bundle.js") for a in assets)
+    for ref in assets:
+        assert client.get(ref).status_code == 200, ref
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/predict", "/v1/health", "/v1/models"} <= set(spec["paths"])
+    body = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in body and "image/jpeg" in body
