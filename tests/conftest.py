@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,4 +47,21 @@ def utk_subset(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for name, split in chosen:
             shutil.copy(UTK_DIR / name, out / "images" / name)
             f.write(f"{name},{split}\n")
+    return out
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run `agegender ARGS...` in a subprocess; with check, fail the test on a non-zero exit."""
+    out = subprocess.run([sys.executable, "-m", "agegender.cli", *args], capture_output=True, text=True)
+    if check:
+        assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def prepared(utk_subset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 60-file UTKFace subset run through `agegender prepare` (real detector, real crops)."""
+    out = tmp_path_factory.mktemp("prep") / "utk"
+    cli("prepare", "utkface", str(utk_subset / "images"), "--split-file", str(utk_subset / "split.csv"), "-o",
+        str(out), "--chunk-size", "16", "--no-progress")
     return out

@@ -1,23 +1,14 @@
 """prepare -> train -> evaluate -> plot-history -> predict -> export, through the CLI, on real data."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from .conftest import WIKI_MAT, need
+from .conftest import WIKI_MAT, cli, need
 
 pytest.importorskip("torch")
-
-
-def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    out = subprocess.run([sys.executable, "-m", "agegender.cli", *args], capture_output=True, text=True)
-    if check:
-        assert out.returncode == 0, out.stdout + out.stderr
-    return out
 
 
 def test_prepare_wiki_dry_run_prints_counts():
@@ -27,14 +18,6 @@ def test_prepare_wiki_dry_run_prints_counts():
         assert line in out.stdout
     stricter = cli("prepare", "wiki", str(WIKI_MAT), "--dry-run", "--min-score", "3")
     assert "kept: 38138" not in stricter.stdout
-
-
-@pytest.fixture(scope="module")
-def prepared(utk_subset, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("prep") / "utk"
-    cli("prepare", "utkface", str(utk_subset / "images"), "--split-file", str(utk_subset / "split.csv"), "-o", str(out),
-        "--chunk-size", "16", "--no-progress")
-    return out
 
 
 def test_prepare_output_and_resume(prepared, utk_subset, tmp_path):
