@@ -1,0 +1,168 @@
+"""The web page in real headless Chromium (Debian's /usr/bin/chromium driven by Playwright): upload a real
+portrait and check the drawn labels; stream a fake camera made of real portraits and check the live boxes.
+
+Screenshots go to test-artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from agegender.imageio import load_image
+from agegender.server.process import serve_process
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _need_browser() -> None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing = "the playwright package"
+    else:
+        missing = None if CHROMIUM.exists() else str(CHROMIUM)
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{missing} is missing in CI (.ci/run installs chromium; dev extra has playwright)")
+        pytest.skip(f"{missing} not installed (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def server() -> str:
+    _need_browser()
+    with serve_process(["--log-level", "warning"]) as url:
+        yield url
+
+
+def launch(tmp_path: Path, extra_args: list[str] = ()):  # -> (playwright, context)
+    """A fresh Chromium profile in tmp_path, with the flags the project's CI requires."""
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    ctx = pw.chromium.launch_persistent_context(
+        str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True,
+        args=[*CHROMIUM_ARGS, *extra_args], viewport={"width": 1100, "height": 900},
+    )
+    return pw, ctx
+
+
+def watch_requests(page, server: str) -> list[str]:
+    """Every URL the page requests; the page must load nothing from anywhere but our server."""
+    urls: list[str] = []
+    page.on("request", lambda r: urls.append(r.url))
+    return urls
+
+
+def expected_label(face: dict) -> str:
+    return f"{int(np.floor(face['age'] + 0.5))}, {'F' if face['gender'] == 'female' else 'M'}"
+
+
+def test_upload_draws_labels(server, frl_images, tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    portrait = frl_images[0]
+    with open(portrait, "rb") as f:
+        api = httpx.post(server + "/v1/predict", files={"file": (portrait.name, f, "image/jpeg")}, timeout=60).json()
+    assert len(api["faces"]) == 1
+    pw, ctx = launch(tmp_path)
+    try:
+        page = ctx.new_page()
+        urls = watch_requests(page, server)
+        page.goto(server + "/")
+        page.set_input_files("#file-input", str(portrait))
+        page.wait_for_selector(".result-card.done .face-label", timeout=60_000)
+        labels = page.locator(".result-card.done .face-label").all_inner_texts()
+        assert labels == [expected_label(f) for f in api["faces"]]
+        row = page.locator(".result-card.done tbody tr").first.locator("td").all_inner_texts()
+        assert row[1:4] == [f"{api['faces'][0]['age']:.1f}", api["faces"][0]["gender"],
+                            f"{api['faces'][0]['gender_probability']:.2f}"]
+        assert page.locator(".result-card.done .result-title").inner_text() == portrait.name
+        shown = page.locator(".result-card.done .json").text_content()
+        assert '"faces"' in shown and portrait.name in shown
+        # the drawn box sits where the API says, scaled to the displayed image
+        img = page.locator(".result-card.done img").bounding_box()
+        box = page.locator(".result-card.done .face-box").first.bounding_box()
+        x1, y1, x2, y2 = api["faces"][0]["box"]
+        sx, sy = img["width"] / api["width"], img["height"] / api["height"]
+        assert abs(box["x"] - (img["x"] + x1 * sx)) < 2 and abs(box["y"] - (img["y"] + y1 * sy)) < 2
+        assert abs(box["width"] - (x2 - x1) * sx) < 2 and abs(box["height"] - (y2 - y1) * sy) < 2
+        page.screenshot(path=str(ARTIFACTS / "browser-upload.png"), full_page=True)
+        # phone-sized screen: nothing wider than the screen, the box still on the face
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.wait_for_timeout(200)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        img, box = (page.locator(f".result-card.done {s}").first.bounding_box() for s in ("img", ".face-box"))
+        assert img["width"] <= 390 and abs(box["x"] - (img["x"] + x1 * img["width"] / api["width"])) < 2
+        page.screenshot(path=str(ARTIFACTS / "browser-upload-phone.png"), full_page=True)
+        assert urls and all(u.startswith(server) or u.startswith(("blob:", "data:")) for u in urls), urls
+    finally:
+        ctx.close()
+        pw.stop()
+
+
+def write_y4m(path: Path, images: list[Path], size: tuple[int, int] = (640, 480), fps: int = 10,
+              frames_each: int = 10) -> None:
+    """A YUV4MPEG2 (4:2:0) video of the given photos, each letterboxed into `size` and held `frames_each`."""
+    w, h = size
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for image_path in images:
+            rgb = load_image(image_path)
+            scale = min(w / rgb.shape[1], h / rgb.shape[0])
+            small = cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)),
+                               interpolation=cv2.INTER_AREA)
+            frame = np.full((h, w, 3), 40, np.uint8)
+            y0, x0 = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
+            frame[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
+            i420 = cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)
+            for _ in range(frames_each):
+                f.write(b"FRAME\n")
+                f.write(i420.tobytes())
+
+
+def test_camera_mode_draws_live_boxes(server, frl_images, tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    video = tmp_path / "faces.y4m"
+    write_y4m(video, frl_images[:3])
+    pw, ctx = launch(tmp_path, ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                                f"--use-file-for-fake-video-capture={video}"])
+    try:
+        ctx.grant_permissions(["camera"], origin=server)
+        page = ctx.new_page()
+        urls = watch_requests(page, server)
+        page.goto(server + "/")
+        page.click("#tab-camera")
+        page.click("#camera-start")
+        page.wait_for_selector("#camera-stage .face-box", timeout=60_000)
+        page.wait_for_function("Number(document.querySelector('#fps').dataset.fps || 0) > 0", timeout=60_000)
+        assert page.evaluate("document.querySelector('#video').videoWidth") == 640
+        label = page.locator("#camera-stage .face-label").first.inner_text()
+        assert re.fullmatch(r"\d+, [MF]", label), label
+        # the face is in the middle of each frame (portraits letterboxed into 640x480)
+        stage = page.locator("#camera-stage").bounding_box()
+        box = page.locator("#camera-stage .face-box").first.bounding_box()
+        centre = (box["x"] + box["width"] / 2 - stage["x"]) / stage["width"]
+        assert 0.3 < centre < 0.7 and box["width"] < stage["width"] * 0.4
+        page.wait_for_timeout(1500)  # let the frame rate settle before the screenshot
+        fps_text = page.locator("#fps").inner_text()
+        assert re.match(r"\d+\.\d fps", fps_text), fps_text
+        page.screenshot(path=str(ARTIFACTS / "browser-camera.png"))
+        page.click("#camera-stop")
+        assert page.locator("#camera-stage .face-box").count() == 0
+        assert all(u.startswith(server) or u.startswith(("blob:", "data:")) for u in urls), urls
+    finally:
+        ctx.close()
+        pw.stop()
+        shutil.rmtree(tmp_path / "profile", ignore_errors=True)
