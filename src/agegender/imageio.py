@@ -75,7 +75,7 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
         raise ImageLoadError(f"{name}: not enough memory to decode this image") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         text = " ".join(str(exc).split())
-        if "truncated" in text:
+        if "truncat" in text.lower():
             raise ImageLoadError(f"{name}: truncated image (the file ends early; incomplete download?)") from None
         raise ImageLoadError(f"{name}: corrupt image ({text})") from None
 

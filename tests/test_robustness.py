@@ -1,0 +1,258 @@
+"""A corpus of bad and odd inputs, generated here from the built-in example photo and real UTKFace faces,
+run through `agegender predict` (CLI) and the Python API. Every input gets a clear answer: faces, no faces,
+or one error line; no input sinks the batch. docs/robustness.md lists the same cases."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import subprocess
+import sys
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from agegender import Predictor
+from agegender.imageio import ImageLoadError, decode_image, load_image
+
+from .conftest import UTK_DIR, need
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "src" / "agegender" / "assets" / "example.jpg"
+UPSCALE = 16  # the "panorama": the portrait blown up to 6144 x 8192 = 50 megapixels
+
+
+@dataclass
+class Case:
+    """One corpus file and what the user must see: `faces` faces (None: not checked), the face at `box`
+    (in displayed pixels, checked within `tol` pixels), or an error containing `error`."""
+
+    name: str
+    faces: int | None = 1
+    box: tuple[float, ...] | None = None
+    tol: float = 8.0
+    size: tuple[int, int] | None = None  # (width, height) as displayed
+    error: str | None = None
+
+
+def _portrait() -> np.ndarray:
+    """The example photo cut to 384 x 512 (portrait, so a wrong EXIF rotation shows in width/height)."""
+    return np.ascontiguousarray(load_image(EXAMPLE)[:, 40:424])
+
+
+def _save(path: Path, img: Image.Image, fmt: str, **kw) -> None:
+    img.save(path, format=fmt, **kw)
+
+
+def _exif_rotated(path: Path, rgb: np.ndarray, orientation: int) -> None:
+    """Store the pixels turned so that a viewer applying EXIF `orientation` shows `rgb` upright."""
+    undo = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+    stored = Image.fromarray(rgb).transpose(undo[orientation])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(path, format="JPEG", quality=95, exif=exif.tobytes())
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims width x height pixels (a decompression bomb's header) and holds almost nothing."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def _stadium() -> np.ndarray:
+    """100 real UTKFace faces in a 10 x 10 grid of 160-pixel tiles (1600 x 1600)."""
+    files = sorted(need(UTK_DIR).glob("*.jpg"))[::200][:100]
+    tiles = [cv2.resize(load_image(f), (160, 160), interpolation=cv2.INTER_AREA) for f in files]
+    return np.concatenate([np.concatenate(tiles[i * 10 : (i + 1) * 10], 1) for i in range(10)], 0)
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, predictor) -> tuple[Path, list[Case]]:
+    d = tmp_path_factory.mktemp("corpus")
+    rgb = _portrait()
+    ref = predictor.predict(rgb).faces
+    assert len(ref) == 1
+    box = ref[0].detection.box
+    pil = Image.fromarray(rgb)
+    h, w = rgb.shape[:2]
+    cases: list[Case] = []
+
+    def good(name: str, tol: float = 8.0) -> None:
+        cases.append(Case(name, 1, box, tol, (w, h)))
+
+    for o in (3, 6, 8):
+        _exif_rotated(d / f"exif_orientation_{o}.jpg", rgb, o)
+        good(f"exif_orientation_{o}.jpg")
+    _save(d / "grey.png", pil.convert("L"), "PNG")
+    good("grey.png")
+    grey16 = np.asarray(pil.convert("L"), np.uint16) * 257
+    _save(d / "grey_16bit.png", Image.fromarray(grey16), "PNG")
+    good("grey_16bit.png")
+    cv2.imwrite(str(d / "rgb_16bit.png"), rgb[..., ::-1].astype(np.uint16) * 257)
+    good("rgb_16bit.png")
+    rgba = pil.convert("RGBA")
+    alpha = np.full((h, w), 255, np.uint8)
+    alpha[:, :40] = 0  # a transparent strip: composited on white
+    rgba.putalpha(Image.fromarray(alpha))
+    _save(d / "rgba.png", rgba, "PNG")
+    good("rgba.png")
+    la = pil.convert("LA")
+    _save(d / "grey_alpha.png", la, "PNG")
+    good("grey_alpha.png")
+    pal = pil.convert("P", palette=Image.Palette.ADAPTIVE, colors=256)
+    _save(d / "palette_transparent.png", pal, "PNG", transparency=0)
+    good("palette_transparent.png")
+    _save(d / "cmyk.jpg", pil.convert("CMYK"), "JPEG", quality=95)
+    good("cmyk.jpg")
+    for name, fmt in (("photo.webp", "WEBP"), ("photo.bmp", "BMP"), ("photo.tiff", "TIFF"), ("photo.gif", "GIF")):
+        _save(d / name, pil, fmt)
+        good(name, tol=12.0)
+    _save(d / "jpeg_named.png", pil, "JPEG", quality=95)
+    good("jpeg_named.png")
+    big = cv2.resize(rgb, (w * UPSCALE, h * UPSCALE), interpolation=cv2.INTER_LINEAR)
+    _save(d / "panorama_50mp.jpg", Image.fromarray(big), "JPEG", quality=80)
+    del big
+    cases.append(Case("panorama_50mp.jpg", 1, tuple(v * UPSCALE for v in box), 0.03 * UPSCALE * (box[3] - box[1]),
+                      (w * UPSCALE, h * UPSCALE)))
+    thumb = cv2.resize(rgb, (72, 96), interpolation=cv2.INTER_AREA)
+    _save(d / "thumbnail_72x96.jpg", Image.fromarray(thumb), "JPEG", quality=90)
+    cases.append(Case("thumbnail_72x96.jpg", 1, tuple(v * 72 / w for v in box), 6.0, (72, 96)))  # face ~20 px
+    for name, shape in (("one_pixel.png", (1, 1, 3)), ("tiny_8x8.png", (8, 8, 3)), ("thin_20000x3.png", (3, 20000, 3))):
+        _save(d / name, Image.fromarray(np.full(shape, 200, np.uint8)), "PNG")
+        cases.append(Case(name, 0, size=(shape[1], shape[0])))
+    noise = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    _save(d / "no_face.png", Image.fromarray(noise), "PNG")
+    cases.append(Case("no_face.png", 0, size=(400, 300)))
+    _save(d / "stadium.jpg", Image.fromarray(_stadium()), "JPEG", quality=92)
+    cases.append(Case("stadium.jpg", None, size=(1600, 1600)))
+    # the bad ones
+    data = EXAMPLE.read_bytes()
+    (d / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    cases.append(Case("truncated.jpg", error="truncated image"))
+    png = io.BytesIO()
+    pil.save(png, format="PNG")
+    (d / "truncated.png").write_bytes(png.getvalue()[: len(png.getvalue()) // 2])
+    cases.append(Case("truncated.png", error="truncated image"))
+    (d / "random_bytes.jpg").write_bytes(np.random.default_rng(1).bytes(5000))
+    cases.append(Case("random_bytes.jpg", error="not an image"))
+    (d / "empty.jpg").write_bytes(b"")
+    cases.append(Case("empty.jpg", error="empty file"))
+    (d / "bomb.png").write_bytes(_png_header_only(40_000, 40_000))
+    cases.append(Case("bomb.png", error="exceeds the limit"))
+    (d / "notes.txt").write_text("a text file in the photo folder\n")
+    cases.append(Case("notes.txt", error="not an image"))
+    cases.append(Case("missing.jpg", error="no such file"))
+    return d, cases
+
+
+def _check(case: Case, result: dict) -> None:
+    """Compare one JSON result (the JSONL contract) with what the case expects."""
+    if case.error:
+        assert case.error in result.get("error", ""), (case.name, result)
+        assert "\n" not in result["error"] and case.name in result["error"]
+        return
+    assert "error" not in result, (case.name, result)
+    if case.size:
+        assert (result["width"], result["height"]) == case.size, case.name
+    if case.faces is not None:
+        assert len(result["faces"]) == case.faces, (case.name, result)
+    if case.box:
+        got = result["faces"][0]["box"]
+        assert np.abs(np.array(got) - np.array(case.box)).max() <= case.tol, (case.name, got, case.box)
+
+
+def test_cli_predict_answers_every_corpus_file(corpus):
+    d, cases = corpus
+    paths = [str(d / c.name) for c in cases]
+    out = subprocess.run([sys.executable, "-m", "agegender.cli", "predict", *paths, "--format", "jsonl",
+                          "--no-progress", "-o", str(d / "out" / "results.jsonl")], capture_output=True, text=True)
+    assert out.returncode == 1  # some inputs failed, the rest ran
+    assert "Traceback" not in out.stderr
+    lines = (d / "out" / "results.jsonl").read_text().splitlines()
+    assert [json.loads(line)["image"] for line in lines] == paths  # one answer per input, in order
+    assert [p.name for p in (d / "out").iterdir()] == ["results.jsonl"]  # no temporary file left
+    errors = [c for c in cases if c.error]
+    err_lines = [s for s in out.stderr.splitlines() if s.startswith("agegender predict: ")]
+    for c in errors:
+        assert sum(c.name in s for s in err_lines) == 1, (c.name, out.stderr)
+    for c, line in zip(cases, lines):
+        _check(c, json.loads(line))
+    stadium = json.loads(lines[[c.name for c in cases].index("stadium.jpg")])
+    assert len(stadium["faces"]) >= 90
+
+
+def test_cli_folder_skips_non_images_and_reports_skipped_faces(corpus):
+    d, cases = corpus
+    out = subprocess.run([sys.executable, "-m", "agegender.cli", "predict", str(d), "--no-progress",
+                          "--max-faces", "10", "--min-face", "20"], capture_output=True, text=True)
+    assert "Traceback" not in out.stderr
+    assert "notes.txt" not in out.stdout + out.stderr  # a folder is searched for image files only
+    table = {line.split(" (")[0]: line for line in out.stdout.splitlines() if not line.startswith("  ")}
+    assert "10 face(s) (" in table[str(d / "stadium.jpg")] and "over --max-faces" in table[str(d / "stadium.jpg")]
+    assert table[str(d / "thumbnail_72x96.jpg")].endswith("0 face(s) (1 too small not estimated)")
+    assert "faces found but not estimated:" in out.stderr and "(--min-face 20 px, --max-faces 10)" in out.stderr
+
+
+def test_python_api_on_the_corpus(corpus, predictor):
+    d, cases = corpus
+    for c in cases:
+        if c.error:
+            with pytest.raises(ImageLoadError) as info:
+                predictor.predict(d / c.name)
+            assert c.error in str(info.value) and "\n" not in str(info.value)
+        elif c.name != "stadium.jpg":
+            _check(c, predictor.predict(d / c.name).to_json())
+    mixed = [c for c in cases if c.error or c.name in ("grey.png", "one_pixel.png")]  # bad files between good
+    results = [r for r, _ in predictor.predict_many([d / c.name for c in mixed])]
+    assert [bool(r.error) for r in results] == [bool(c.error) for c in mixed]
+
+
+def test_many_faces_cap_keeps_the_largest(corpus, predictor):
+    d, _ = corpus
+    image = load_image(d / "stadium.jpg")
+    full = predictor.predict_array(image)
+    capped = Predictor(predictor.estimator, max_faces=10).predict_array(image)
+    assert len(full.faces) >= 90 and not full.skipped_faces
+    assert len(capped.faces) == 10 and capped.skipped_faces == {"over_max_faces": len(full.faces) - 10}
+    assert [f.detection.box for f in capped.faces] == [f.detection.box for f in full.faces[:10]]
+    assert [f.age for f in capped.faces] == pytest.approx([f.age for f in full.faces[:10]], abs=1e-4)
+
+
+def test_small_faces_are_skipped_and_counted(corpus, predictor):
+    d, _ = corpus
+    strict = Predictor(predictor.estimator, min_face=20)
+    r = strict.predict(d / "thumbnail_72x96.jpg")
+    assert r.faces == [] and r.skipped_faces == {"too_small": 1}
+    assert r.to_json()["skipped_faces"] == {"too_small": 1}
+    assert "skipped_faces" not in predictor.predict(d / "thumbnail_72x96.jpg").to_json()
+
+
+def test_decode_modes_keep_their_values():
+    """16-bit values are scaled by 1/257 whatever the brightest pixel (a dark 16-bit image stays dark);
+    alpha is composited on white; CMYK JPEG colours come back close to the RGB original."""
+    dark = np.full((4, 5), 257 * 20, np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(dark).save(buf, format="PNG")
+    assert (decode_image(buf.getvalue()) == 20).all()
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    assert (decode_image(buf.getvalue()) == 255).all()
+    rgb = _portrait()
+    buf = io.BytesIO()
+    Image.fromarray(rgb).convert("CMYK").save(buf, format="JPEG", quality=95)
+    assert np.abs(decode_image(buf.getvalue()).astype(int) - rgb).mean() < 3
