@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     ("train", ["add_parser", "add_plot_parser"]),
     ("evaluate", ["add_parser"]),
     ("models", ["add_parser", "add_models_parser"]),
+    ("demo", ["add_parser"]),
     ("keras", ["add_parser"]),
     ("serve", ["add_parser"]),
 ]
