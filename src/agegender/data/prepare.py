@@ -191,6 +191,8 @@ def prepare_dataset(
                     "choose another output folder or delete it"
                 )
     atomic_write_json(meta_path, meta)
+    for stale in [*out.glob(".*.tmp*"), *out.glob("*/.*.tmp*"), *out.glob("images/*/.*.tmp*")]:
+        stale.unlink(missing_ok=True)  # temporary files of a killed run (never under a final name)
 
     chunks = [samples[i : i + chunk_size] for i in range(0, len(samples), chunk_size)]
     todo = [c for c in range(len(chunks)) if not (out / "parts" / f"{c:05d}.csv").exists()]

@@ -410,10 +410,12 @@ def _save_epoch(out: Path, cfg: TrainConfig, prep: Preprocessing, ds_meta: dict[
     ck = {"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1, "best_mae": best_mae}
     if ema is not None:
         ck["ema"] = ema.state_dict()
+    # history first: a kill between the two leaves a history one epoch ahead, which --resume trims to the
+    # checkpoint's epoch (the other order would lose that epoch's row)
+    _write_history(out, history)
     tmp = out / ".checkpoint.pt.tmp"
     torch.save(ck, tmp)
     os.replace(tmp, out / "checkpoint.pt")
-    _write_history(out, history)
     return best_mae
 
 
