@@ -24,7 +24,7 @@ from ..draw import annotate
 from ..inference.predictor import Predictor
 from ..types import Detection, FacePrediction, Gender, Preprocessing
 from .tracking import Tracker, appearance_descriptor
-from .video import Frame, VideoError, VideoWriter
+from .video import Frame, Prefetch, VideoError, VideoWriter
 
 #: crop for the tracker's appearance descriptor: small, aligned, with hair and outline, compared in CIELAB.
 #: Measured on a moving-portrait mp4 clip: one person's detections correlate >= 0.73 (lowest at the frame
@@ -227,7 +227,9 @@ def run_demo(
     still = bool(getattr(source, "still", False))
     runner = DemoRunner(predictor, detect_every=1 if still else detect_every, reestimate=reestimate, tracker=tracker)
     fps_src = float(getattr(source, "fps", 0.0) or 0.0)
-    writer = VideoWriter(output, output_fps or fps_src or (1.0 if still else 25.0)) if output else None
+    writer = VideoWriter(output, output_fps or fps_src or (1.0 if still else 25.0), background=True) if output else None
+    if not getattr(source, "live", True):
+        source = Prefetch(source)
     lines: IO[str] | None = open(jsonl, "w", encoding="utf-8") if jsonl else None  # noqa: SIM115
     win = _Window("agegender demo") if window else None
     total = getattr(source, "frame_count", None)

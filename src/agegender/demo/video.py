@@ -119,6 +119,58 @@ class FolderSource:
                 yield Frame(i, float(i), None, path, str(exc))
 
 
+class Prefetch:
+    """Reads up to `depth` frames ahead of a source in a background thread (decoding overlaps inference:
+    OpenCV and onnxruntime release the GIL). For files and folders; a live source would only gain latency."""
+
+    _END = object()
+
+    def __init__(self, source, depth: int = 4) -> None:
+        self.source = source
+        self.depth = depth
+        for attr in ("live", "still", "fps", "frame_count", "name"):
+            setattr(self, attr, getattr(source, attr, None))
+
+    def __iter__(self) -> Iterator[Frame]:
+        import queue
+        import threading
+
+        q: queue.Queue = queue.Queue(maxsize=self.depth)
+        stop = threading.Event()
+
+        def put(item: object) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def work() -> None:
+            try:
+                for frame in self.source:
+                    if not put(frame):
+                        return
+                put(self._END)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                put(exc)
+
+        t = threading.Thread(target=work, name="agegender-prefetch", daemon=True)
+        t.start()
+        try:
+            while True:
+                item = q.get()
+                if item is self._END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            t.join(timeout=5)
+
+
 def open_source(camera: int | None = 0, video: str | None = None, folder: str | None = None):
     """The one source asked for: a folder, else a video/URL, else the camera. -> VideoSource | FolderSource."""
     if folder is not None:
@@ -148,7 +200,7 @@ class VideoWriter:
     written under a temporary name and renamed into place by close(), so a file at `path` is always whole.
     """
 
-    def __init__(self, path: str | os.PathLike[str], fps: float) -> None:
+    def __init__(self, path: str | os.PathLike[str], fps: float, background: bool = False) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if suffix not in FOURCC:
@@ -160,25 +212,67 @@ class VideoWriter:
         self.size: tuple[int, int] | None = None
         self.frames = 0
         self._w: cv2.VideoWriter | None = None
+        self.background = background
+        self._queue = None
+        self._thread = None
+        self._error: BaseException | None = None
 
     def write(self, rgb: np.ndarray) -> None:
+        """Add one (H, W, 3) uint8 RGB frame. With background=True, encoding runs in a thread (the frame
+        must not be modified afterwards)."""
+        if self._error is not None:
+            raise self._error
         if self._w is None:
-            h, w = rgb.shape[:2]
-            self.size = (w + w % 2, h + h % 2)  # encoders want even sizes
-            self._w = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self.size)
-            if not self._w.isOpened():
-                self._w = None
-                raise VideoError(f"{self.path}: OpenCV cannot write {self.fourcc} video here; try an .avi name")
-        assert self.size is not None
-        self._w.write(np.ascontiguousarray(letterbox(rgb, *self.size)[..., ::-1]))
+            self._open(rgb)
+        if self._queue is not None:
+            self._queue.put(rgb)
+        else:
+            self._encode(rgb)
         self.frames += 1
+
+    def _open(self, rgb: np.ndarray) -> None:
+        h, w = rgb.shape[:2]
+        self.size = (w + w % 2, h + h % 2)  # encoders want even sizes
+        self._w = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self.size)
+        if not self._w.isOpened():
+            self._w = None
+            raise VideoError(f"{self.path}: OpenCV cannot write {self.fourcc} video here; try an .avi name")
+        if self.background:
+            import queue
+            import threading
+
+            self._queue = queue.Queue(maxsize=8)
+            self._thread = threading.Thread(target=self._work, name="agegender-writer", daemon=True)
+            self._thread.start()
+
+    def _encode(self, rgb: np.ndarray) -> None:
+        assert self._w is not None and self.size is not None
+        self._w.write(np.ascontiguousarray(letterbox(rgb, *self.size)[..., ::-1]))
+
+    def _work(self) -> None:
+        assert self._queue is not None
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is None:
+                try:
+                    self._encode(item)
+                except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                    self._error = exc
 
     def close(self) -> None:
         """Finish the file and move it into place (nothing is written if no frame came)."""
+        if self._thread is not None and self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = self._queue = None
         if self._w is not None:
             self._w.release()
             self._w = None
             os.replace(self.tmp, self.path)
+        if self._error is not None:
+            raise self._error
 
     def __enter__(self) -> VideoWriter:
         return self
