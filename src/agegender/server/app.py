@@ -92,6 +92,7 @@ def create_app(
     from fastapi_offline import FastAPIOffline
 
     service = PredictService(predictor or Predictor(), max_pixels, default_threshold, workers)
+    service.warm_up()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

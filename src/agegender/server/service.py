@@ -11,6 +11,7 @@ import copy
 import io
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from ..inference.predictor import Predictor
 from ..types import Detection
 from .errors import ApiError, image_error
 
+EXAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "example.jpg"
 #: default cap on decoded pixels per upload (about 8k x 6k); larger images get a 413, not decoded
 DEFAULT_MAX_PIXELS = 50_000_000
 #: default cap on the upload size in bytes
@@ -44,6 +46,10 @@ class PredictService:
         self.default_threshold = max(self.min_threshold, default_threshold or self.min_threshold)
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.executor = ThreadPoolExecutor(self.workers, thread_name_prefix="agegender-predict")
+
+    def warm_up(self) -> None:
+        """One prediction on the built-in example, so that the first request does not pay for warm-up."""
+        self.predict(EXAMPLE_IMAGE.read_bytes(), "warm-up")
 
     def check_threshold(self, threshold: float | None) -> float:
         t = self.default_threshold if threshold is None else threshold

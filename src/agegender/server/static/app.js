@@ -58,6 +58,17 @@ function drawFaces(overlay, result) {
   });
 }
 
+// The result as JSON with one line per face (valid JSON, easier to read than fully indented).
+function compactJson(result) {
+  const head = Object.entries(result).filter(([k]) => k !== "faces")
+    .map(([k, v]) => `  ${JSON.stringify(k)}: ${JSON.stringify(v)}`);
+  const value = (v) => (Array.isArray(v) ? `[${v.map((x) => JSON.stringify(x)).join(", ")}]` : JSON.stringify(v));
+  const faces = result.faces.map((f) =>
+    `    {${Object.entries(f).map(([k, v]) => `${JSON.stringify(k)}: ${value(v)}`).join(", ")}}`);
+  const list = faces.length ? `[\n${faces.join(",\n")}\n  ]` : "[]";
+  return `{\n${[...head, `  "faces": ${list}`].join(",\n")}\n}`;
+}
+
 function fillTable(tbody, result) {
   tbody.replaceChildren();
   result.faces.forEach((face, i) => {
@@ -102,7 +113,7 @@ async function handleFiles(files) {
         `${result.width}×${result.height} px, ${result.faces.length} face(s)` +
         (result._serverMs != null ? `, ${Math.round(result._serverMs)} ms on the server` : "");
       const { _serverMs, ...json } = result;
-      $(".json", card).textContent = JSON.stringify(json, null, 2);
+      $(".json", card).textContent = compactJson(json);
       card.classList.add("done");
       done++;
     } catch (err) {
