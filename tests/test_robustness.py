@@ -9,6 +9,7 @@ import json
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from agegender import Predictor
@@ -256,3 +259,158 @@ def test_decode_modes_keep_their_values():
     buf = io.BytesIO()
     Image.fromarray(rgb).convert("CMYK").save(buf, format="JPEG", quality=95)
     assert np.abs(decode_image(buf.getvalue()).astype(int) - rgb).mean() < 3
+
+
+# ---- the same corpus and fuzzed requests through a real `agegender serve` process -------------------------
+
+SERVER_MAX_UPLOAD_MB = 8
+
+
+@pytest.fixture(scope="module")
+def server() -> str:
+    pytest.importorskip("fastapi")
+    from agegender.server.process import serve_process
+
+    with serve_process(["--max-upload-mb", str(SERVER_MAX_UPLOAD_MB), "--log-level", "critical"]) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    import httpx
+
+    with httpx.Client(base_url=server, timeout=120) as c:
+        yield c
+
+
+def _post(client, data: bytes, content_type: str = "application/octet-stream"):
+    return client.post("/v1/predict", content=data, headers={"Content-Type": content_type})
+
+
+def _assert_clean_error(r, statuses=(400, 413, 415)) -> None:
+    assert r.status_code in statuses, (r.status_code, r.text[:300])
+    msg = r.json()["error"]
+    assert msg and "\n" not in msg and "Traceback" not in msg
+
+
+@pytest.mark.slow
+def test_server_answers_the_corpus(corpus, client):
+    """Each corpus file as an upload: the same answer as the CLI, or a 4xx with the same one-line reason.
+    The server's default pixel cap (50 M) is lower than the CLI's, so the 50-megapixel panorama gets a 413."""
+    d, cases = corpus
+    for c in cases:
+        if c.name == "missing.jpg":
+            continue
+        r = _post(client, (d / c.name).read_bytes())
+        if c.name == "panorama_50mp.jpg":
+            _assert_clean_error(r, (413,))
+            assert "exceeds the limit" in r.json()["error"]
+        elif c.error:
+            _assert_clean_error(r)
+            assert c.error in r.json()["error"].replace("upload", c.name)
+        elif c.name == "one_pixel.png" and r.status_code == 400:
+            assert "too small" in r.json()["error"]  # the server refuses what the CLI answers with 0 faces
+        else:
+            assert r.status_code == 200, (c.name, r.text[:300])
+            if c.name == "stadium.jpg":
+                assert len(r.json()["faces"]) >= 90
+            else:
+                _check(c, r.json())
+    assert client.get("/v1/health").json()["status"] == "ok"
+
+
+@pytest.mark.slow
+@settings(max_examples=60, deadline=None)
+@given(body=st.binary(max_size=3000), magic=st.sampled_from([b"", b"\xff\xd8\xff\xe0", b"\x89PNG\r\n\x1a\n", b"RIFF",
+                                                             b"GIF89a", b"BM", b"II*\x00"]),
+       ctype=st.sampled_from(["image/jpeg", "image/png", "application/octet-stream", "multipart/form-data",
+                              "multipart/form-data; boundary=xyz", "text/plain", ""]))
+def test_server_fuzz_random_bodies_get_a_clean_4xx(client, body, magic, ctype):
+    r = _post(client, magic + body, ctype)
+    _assert_clean_error(r)
+
+
+@pytest.mark.slow
+@settings(max_examples=40, deadline=None)
+@given(edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=20),
+       cut=st.none() | st.integers(0, 10**6))
+def test_server_fuzz_damaged_images_never_break_it(client, edits, cut):
+    """Bytes of a real photo overwritten or cut anywhere: a result or a clean 4xx, never a 500."""
+    data = bytearray(EXAMPLE.read_bytes())
+    for pos, value in edits:
+        data[pos % len(data)] = value
+    if cut is not None:
+        data = data[: cut % len(data)]
+    r = _post(client, bytes(data), "image/jpeg")
+    if r.status_code != 200:
+        _assert_clean_error(r)
+
+
+def _raw_request(url: str, head: bytes, body_parts: list[bytes] = (), pause: float = 0.0) -> bytes:
+    """Send a hand-made HTTP request over a socket (optionally trickling the body); the raw response."""
+    import socket
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    with socket.create_connection((u.hostname, u.port), timeout=60) as s:
+        s.sendall(head)
+        try:
+            for part in body_parts:
+                time.sleep(pause)
+                s.sendall(part)
+        except OSError:  # the server may answer and close before the whole body is sent (413)
+            pass
+        chunks = []
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if b"\r\n\r\n" in b"".join(chunks) and b'"}' in chunk:
+                break
+        return b"".join(chunks)
+
+
+@pytest.mark.slow
+def test_server_huge_headers_are_refused_and_it_keeps_serving(server, client):
+    big = b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n"
+    reply = _raw_request(server, big)
+    assert reply == b"" or reply.split(b" ")[1] in (b"400", b"413", b"431")
+    many = b"GET /v1/health HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(20_000)) + b"\r\n"
+    reply = _raw_request(server, many)
+    assert reply == b"" or reply.split(b" ")[1] in (b"400", b"413", b"431")
+    assert client.get("/v1/health").status_code == 200
+
+
+@pytest.mark.slow
+def test_server_slow_uploads_hold_the_limits_and_block_nobody(server, client):
+    """A client trickling its upload does not stall other requests; a slow chunked upload over the size
+    limit still gets a 413; a slow complete upload still gets its answer."""
+    import threading
+
+    jpeg = EXAMPLE.read_bytes()
+    head = (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(jpeg))
+    parts = [jpeg[i : i + len(jpeg) // 20 + 1] for i in range(0, len(jpeg), len(jpeg) // 20 + 1)]
+    replies: list[bytes] = []
+    slow = threading.Thread(target=lambda: replies.append(_raw_request(server, head, parts, pause=0.15)))
+    slow.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    assert client.get("/v1/health").status_code == 200
+    assert time.monotonic() - t0 < 2.0  # answered while the slow upload is still arriving
+    assert slow.is_alive()
+    slow.join(timeout=60)
+    assert replies and replies[0].split(b" ")[1] == b"200" and b'"faces":[{' in replies[0].replace(b" ", b"")
+
+    limit = SERVER_MAX_UPLOAD_MB * 1024 * 1024
+    chunk = b"\xff" * (1024 * 1024)
+    body = [b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(SERVER_MAX_UPLOAD_MB + 2)] + [b"0\r\n\r\n"]
+    head = (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nConnection: close\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    reply = _raw_request(server, head, body, pause=0.05)
+    assert reply.split(b" ")[1] == b"413" and b"exceeds the limit of %d bytes" % limit in reply
+    assert client.get("/v1/health").status_code == 200
