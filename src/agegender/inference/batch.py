@@ -48,7 +48,8 @@ class ResultWriter:
                                     j["gender_probability"], ""])
         else:
             if r.error:
-                self.stream.write(f"{r.image}: error: {r.error}\n")
+                reason = r.error.removeprefix(f"{r.image}: ")  # the message names the file already
+                self.stream.write(f"{r.image}: error: {reason}\n")
                 return
             self.stream.write(f"{r.image} ({r.width}x{r.height}): {len(r.faces)} face(s){skipped_note(r)}\n")
             for i, f in enumerate(r.faces):
