@@ -40,10 +40,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_demo(a: argparse.Namespace) -> int:
     from ..demo import Tracker, open_source, run_demo
+    from ..demo.runner import require_display
     from ..inference.predictor import Predictor
 
     if a.detect_every < 1 or a.smooth < 1 or a.threads < 1 or a.max_side < 32:
         raise ValueError("--detect-every, --smooth and --threads must be >= 1, --max-side >= 32")
+    if not a.no_window:
+        require_display()
     source = open_source(a.camera, a.video, a.dir)
     predictor = Predictor(a.model, a.detector, score_threshold=a.threshold, max_faces=a.max_faces,
                           threads=a.threads)

@@ -180,12 +180,17 @@ class DemoSummary:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
+def require_display() -> None:
+    """Raise VideoError when there is clearly no screen to open a window on (Linux without X or Wayland)."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise VideoError("no display to open a window on; use --no-window (with --output and/or --jsonl)")
+
+
 class _Window:
     """The OpenCV window; created only when asked for, so headless runs never touch highgui."""
 
     def __init__(self, name: str) -> None:
-        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            raise VideoError("no display to open a window on; use --no-window (with --output and/or --jsonl)")
+        require_display()
         self.name = name
         try:
             cv2.namedWindow(name, cv2.WINDOW_NORMAL)
@@ -224,6 +229,8 @@ def run_demo(
     from tqdm import tqdm
 
     err = err or sys.stderr
+    if window:
+        require_display()
     still = bool(getattr(source, "still", False))
     runner = DemoRunner(predictor, detect_every=1 if still else detect_every, reestimate=reestimate, tracker=tracker)
     fps_src = float(getattr(source, "fps", 0.0) or 0.0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,21 @@ class Frame:
     error: str | None = None
 
 
+@contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's own log (not FFmpeg's) for the duration; our error says what went wrong."""
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is None:
+        yield
+        return
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        log.setLogLevel(level)
+
+
 class VideoSource:
     """A camera (int index), video file or stream URL read with OpenCV. `live`: camera or stream."""
 
@@ -47,7 +63,8 @@ class VideoSource:
         self.live = isinstance(target, int) or "://" in str(target)
         self.still = False
         if isinstance(target, int):
-            cap = cv2.VideoCapture(target)
+            with quiet_opencv():  # OpenCV logs a page of backend errors for a missing camera
+                cap = cv2.VideoCapture(target)
             if cap.isOpened():
                 cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # keep latency low: always the newest frame
             what = f"camera {target}"
