@@ -244,6 +244,23 @@ def test_small_faces_are_skipped_and_counted(corpus, predictor):
     assert "skipped_faces" not in predictor.predict(d / "thumbnail_72x96.jpg").to_json()
 
 
+def test_special_and_oversized_files_are_refused_unread(tmp_path, predictor):
+    """A pipe (which would block a read), a directory and a file over MAX_FILE_BYTES (sparse: no disk used)."""
+    import os
+
+    from agegender.imageio import MAX_FILE_BYTES
+
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / "folder.jpg").mkdir()
+    with open(tmp_path / "huge.tif", "wb") as f:
+        f.truncate(MAX_FILE_BYTES + 1)
+    expected = {"pipe.jpg": "not a regular file", "folder.jpg": "is a directory", "huge.tif": "exceeds the limit"}
+    results = [r for r, _ in predictor.predict_many([tmp_path / n for n in expected] + [EXAMPLE])]
+    for r, (name, reason) in zip(results, expected.items()):
+        assert r.error == f"{tmp_path / name}: {reason}" or (reason in r.error and name in r.error), r.error
+    assert len(results[-1].faces) == 1
+
+
 def test_decode_modes_keep_their_values():
     """16-bit values are scaled by 1/257 whatever the brightest pixel (a dark 16-bit image stays dark);
     alpha is composited on white; CMYK JPEG colours come back close to the RGB original."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 #: Largest image accepted, in decoded pixels (about 11k x 11k, 360 MB as RGB); larger files are refused from
 #: their header, before decoding (decompression bombs). Kept below Pillow's own bomb limit (~179 M pixels).
 MAX_PIXELS = 120_000_000
+
+#: Largest image file read, in bytes (an uncompressed 16-bit RGB TIFF at MAX_PIXELS is about 720 MB).
+MAX_FILE_BYTES = 1 << 30
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
@@ -92,6 +96,13 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np
     """Read an image file to an (H, W, 3) uint8 RGB array (EXIF orientation applied)."""
     p = Path(path)
     try:
+        st = p.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(st.st_mode):  # a pipe or device could block or never end
+            raise ImageLoadError(f"{p}: not a regular file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise ImageLoadError(f"{p}: file of {st.st_size} bytes exceeds the limit of {MAX_FILE_BYTES} bytes")
         data = p.read_bytes()
     except FileNotFoundError:
         raise ImageLoadError(f"{p}: no such file") from None
