@@ -178,3 +178,23 @@ def test_camera_mode_draws_live_boxes(server, frl_images, tmp_path):
         ctx.close()
         pw.stop()
         shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_api_docs_render_offline(server, tmp_path):
+    """Swagger UI (/docs) renders the API from assets this server serves, nothing else (no ReDoc: its page
+    fetches a logo from a CDN)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    pw, ctx = launch(tmp_path)
+    try:
+        page = ctx.new_page()
+        urls = watch_requests(page, server)
+        page.goto(server + "/docs")
+        page.wait_for_selector('.opblock-summary-path[data-path="/v1/predict"]', timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "browser-docs.png"))
+        page.locator(".opblock-summary-path").first.click()  # open POST /v1/predict: its schema renders
+        page.wait_for_selector("text=annotate", timeout=30_000)
+        outside = [u for u in urls if not u.startswith((server, "blob:", "data:"))]
+        assert not outside, outside
+    finally:
+        ctx.close()
+        pw.stop()

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -207,7 +208,27 @@ def test_page_and_docs_served_offline(client):
     assert any(a.endswith("swagger-ui-bundle.js") for a in assets)
     for ref in assets:
         assert client.get(ref).status_code == 200, ref
+    assert client.get("/redoc").status_code == 404
     spec = client.get("/openapi.json").json()
     assert {"/v1/predict", "/v1/health", "/v1/models"} <= set(spec["paths"])
     body = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in body and "image/jpeg" in body
+
+
+def test_chunked_upload_over_the_limit_is_413(client):
+    def chunks():
+        for _ in range(MAX_UPLOAD_MB * 4 + 1):
+            yield b"\xff" * (256 * 1024)
+
+    r = client.post("/v1/predict", content=chunks(), headers={"Content-Type": "image/jpeg"})
+    assert r.status_code == 413 and "exceeds the limit" in r.json()["error"]
+
+
+def test_load_script_runs_without_errors(server):
+    """benchmarks/load.py against this server for a few seconds: its table, and zero errors (no timing asserted)."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "load.py"
+    out = subprocess.run([sys.executable, str(script), "--url", server, "--clients", "8", "--seconds", "3"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    row = out.stdout.strip().splitlines()[-1].split("|")
+    assert row[1].strip() == "8" and row[3].strip() == "0" and float(row[4]) > 0

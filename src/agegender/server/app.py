@@ -51,6 +51,7 @@ class PredictOut(BaseModel):
     width: int
     height: int
     faces: list[FaceOut]
+    skipped_faces: dict[str, int] | None = None
     annotated_jpeg: str | None = None
 
 
@@ -101,7 +102,9 @@ def create_app(
 
     app = FastAPIOffline(
         title="agegender", version=__version__, lifespan=lifespan,
+        redoc_url=None,  # ReDoc's page fetches its logo from a CDN; Swagger UI at /docs is fully served here
         description="Age and gender of every face in an image. The web page is at /.",
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from the public validator
     )
     app.state.service = service
     if cors_origins:
@@ -180,4 +183,24 @@ def create_app(
                                                                 "Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _document_400_not_422(app)
     return app
+
+
+def _document_400_not_422(app: FastAPI) -> None:
+    """Invalid parameters get a 400 with {"error": ...} here, so drop FastAPI's default 422 from the schema."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = build()
+            for ops in spec.get("paths", {}).values():
+                for op in ops.values():
+                    op.get("responses", {}).pop("422", None)
+            schemas = spec.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
