@@ -19,6 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="requests run at once (default min(4, CPUs))")
     p.add_argument("--threads", type=int, default=1,
                    help="onnxruntime threads per request (default 1: requests run in parallel on the cores instead)")
+    p.add_argument("--max-connections", type=int, default=64,
+                   help="open connections and requests at most; more get 503 (bounds memory)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow browser pages from this origin to call the API (repeatable; default: CORS off)")
     p.add_argument("--ssl-certfile", help="serve HTTPS (browsers allow the camera on other hosts only over HTTPS)")
@@ -48,5 +50,5 @@ def cmd_serve(a: argparse.Namespace) -> int:
     print(f"agegender serve: model {predictor.estimator.name}, page {scheme}://{a.host}:{a.port}/, "
           f"docs {scheme}://{a.host}:{a.port}/docs", flush=True)
     uvicorn.run(app, host=a.host, port=a.port, log_level=a.log_level, ssl_certfile=a.ssl_certfile,
-                ssl_keyfile=a.ssl_keyfile, server_header=False)
+                ssl_keyfile=a.ssl_keyfile, server_header=False, limit_concurrency=a.max_connections)
     return 0
