@@ -6,6 +6,7 @@ Screenshots go to test-artifacts/ (git-ignored).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -118,6 +119,18 @@ def test_upload_draws_labels(server, frl_images, tmp_path):
         img, box = (page.locator(f".result-card.done {s}").first.bounding_box() for s in ("img", ".face-box"))
         assert img["width"] <= 390 and abs(box["x"] - (img["x"] + x1 * img["width"] / api["width"])) < 2
         page.screenshot(path=str(ARTIFACTS / "browser-upload-phone.png"), full_page=True)
+        # drag and drop a second portrait onto the drop zone: a new card on top, with its own labels
+        second = frl_images[1]
+        drop = page.evaluate_handle(
+            """([name, b64]) => {
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const dt = new DataTransfer();
+                dt.items.add(new File([bytes], name, { type: "image/jpeg" }));
+                return dt;
+            }""", [second.name, base64.b64encode(second.read_bytes()).decode()])
+        page.dispatch_event("#drop-zone", "drop", {"dataTransfer": drop})
+        page.wait_for_selector(f'.result-card.done[data-name="{second.name}"] .face-label', timeout=60_000)
+        assert page.locator(".result-card.done").first.get_attribute("data-name") == second.name
         assert urls and all(u.startswith(server) or u.startswith(("blob:", "data:")) for u in urls), urls
     finally:
         ctx.close()
