@@ -255,3 +255,20 @@ def test_folder_of_images_one_result_each(frl_images, tmp_path):
     assert FolderSource(str(folder)).frame_count == 3
     with pytest.raises(VideoError):
         FolderSource(str(tmp_path / "empty_or_missing"))
+
+
+def test_prefetch_keeps_order_passes_errors_and_stops_early():
+    from agegender.demo.video import Prefetch
+
+    frames = [Frame(i, i / 25, np.full((4, 4, 3), i, np.uint8)) for i in range(10)]
+    assert [f.index for f in Prefetch(frames, depth=2)] == list(range(10))
+
+    def failing():
+        yield frames[0]
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(Prefetch(failing()))
+    for f in Prefetch(iter(frames), depth=1):  # leaving early does not hang
+        if f.index == 1:
+            break
