@@ -141,6 +141,26 @@ def test_bad_input_is_a_clear_4xx(client, portraits):
     assert client.get("/v1/nothing").json() == {"error": "Not Found"}
 
 
+def test_odd_but_valid_images_are_answered(client):
+    def encoded(img: Image.Image, fmt: str) -> bytes:
+        buf = io.BytesIO()
+        img.save(buf, fmt)
+        return buf.getvalue()
+
+    rng = np.random.default_rng(0)
+    odd = {
+        "1x1": encoded(Image.new("RGB", (1, 1)), "PNG"),
+        "1x5000": encoded(Image.new("RGB", (1, 5000)), "PNG"),
+        "cmyk": encoded(Image.new("CMYK", (300, 200)), "JPEG"),
+        "rgba": encoded(Image.new("RGBA", (300, 200)), "PNG"),
+        "16-bit": encoded(Image.fromarray(rng.integers(0, 65535, (100, 100), dtype=np.uint16)), "PNG"),
+        "gif": encoded(Image.new("P", (100, 80)), "GIF"),
+    }
+    for name, data in odd.items():
+        r = post_raw(client, data, "image/png")
+        assert r.status_code == 200 and r.json()["faces"] == [], (name, r.text)
+
+
 def test_form_without_file_part(client):
     r = client.post("/v1/predict", files={"note": (None, "just text")})
     assert r.status_code == 400 and "no file part" in r.json()["error"]

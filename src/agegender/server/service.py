@@ -69,8 +69,6 @@ class PredictService:
             image = decode_image(data, name, max_pixels=self.max_pixels)
         except ImageLoadError as exc:
             raise image_error(exc) from None
-        if min(image.shape[:2]) < 2:
-            raise ApiError(400, f"{name}: image of {image.shape[1]}x{image.shape[0]} pixels is too small")
         result = self._request_predictor(t, max_faces).predict_array(image, name)
         out = result.to_json()
         if with_annotated:
