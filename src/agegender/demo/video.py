@@ -7,6 +7,7 @@ traceback. Frames are (H, W, 3) uint8 RGB arrays.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -87,13 +88,16 @@ class VideoSource:
         self.name = what
 
     def __iter__(self) -> Iterator[Frame]:
-        index, bad = 0, 0
+        index, bad, t0 = 0, 0, time.monotonic()
         try:
             while True:
                 ok, bgr = self.cap.read()
                 if ok and bgr is not None and bgr.ndim == 3 and bgr.shape[2] == 3:
                     bad = 0
-                    t = index / self.fps if self.fps and not self.live else self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1e3
+                    if self.live:  # seconds since the start, by the clock
+                        t = time.monotonic() - t0
+                    else:  # position in the file
+                        t = index / self.fps if self.fps else self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1e3
                     yield Frame(index, float(t), np.ascontiguousarray(bgr[..., ::-1]), self.name)
                     index += 1
                     continue
