@@ -54,7 +54,9 @@ def _save(path: Path, img: Image.Image, fmt: str, **kw) -> None:
 
 def _exif_rotated(path: Path, rgb: np.ndarray, orientation: int) -> None:
     """Store the pixels turned so that a viewer applying EXIF `orientation` shows `rgb` upright."""
-    undo = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+    t = Image.Transpose
+    undo = {2: t.FLIP_LEFT_RIGHT, 3: t.ROTATE_180, 4: t.FLIP_TOP_BOTTOM, 5: t.TRANSPOSE, 6: t.ROTATE_90,
+            7: t.TRANSVERSE, 8: t.ROTATE_270}
     stored = Image.fromarray(rgb).transpose(undo[orientation])
     exif = Image.Exif()
     exif[0x0112] = orientation
@@ -97,9 +99,15 @@ def corpus(tmp_path_factory, predictor) -> tuple[Path, list[Case]]:
     def good(name: str, tol: float = 8.0) -> None:
         cases.append(Case(name, 1, box, tol, (w, h)))
 
-    for o in (3, 6, 8):
+    for o in range(2, 9):
         _exif_rotated(d / f"exif_orientation_{o}.jpg", rgb, o)
         good(f"exif_orientation_{o}.jpg")
+    jpeg = io.BytesIO()
+    pil.save(jpeg, format="JPEG", quality=95)
+    garbage = b"Exif\x00\x00II*\x00\xff\xff\xff\x7f" + b"\xde\xad" * 40  # an EXIF block pointing nowhere
+    segment = b"\xff\xe1" + struct.pack(">H", len(garbage) + 2) + garbage
+    (d / "broken_exif.jpg").write_bytes(jpeg.getvalue()[:2] + segment + jpeg.getvalue()[2:])
+    good("broken_exif.jpg")
     _save(d / "grey.png", pil.convert("L"), "PNG")
     good("grey.png")
     grey16 = np.asarray(pil.convert("L"), np.uint16) * 257
