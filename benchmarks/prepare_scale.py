@@ -149,7 +149,8 @@ def main() -> None:
             shutil.rmtree(out)
         r = run_prepare(crop, out, w, a.limit)
         q = " / ".join(f"{v:.0f}" for v in r["rss_quartiles"])
-        print(f"| {w} | {r['faces']} | {r['seconds']:.0f} | {r['faces'] / r['seconds']:.1f} | {r['rss_peak']:.0f} | {q} |")
+        rate = r["faces"] / r["seconds"]
+        print(f"| {w} | {r['faces']} | {r['seconds']:.0f} | {rate:.1f} | {r['rss_peak']:.0f} | {q} |")
     if a.kill_after:
         out = work / "prepared-killed"
         k = run_prepare(crop, out, max(a.workers), a.limit, kill_after=a.kill_after)

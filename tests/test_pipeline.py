@@ -1,7 +1,6 @@
 """prepare -> train -> evaluate -> plot-history -> predict -> export, through the CLI, on real data."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -49,7 +49,9 @@ def export_weights_file(weights: str | os.PathLike[str], out: str | os.PathLike[
     return export_onnx(model, cfg, out)
 
 
-def parity_check(weights: str | os.PathLike[str], onnx_path: str | os.PathLike[str], crops_rgb: np.ndarray) -> dict[str, float]:
+def parity_check(
+    weights: str | os.PathLike[str], onnx_path: str | os.PathLike[str], crops_rgb: np.ndarray
+) -> dict[str, float]:
     """Max absolute differences between the torch and ONNX estimators on the same (N, S, S, 3) crops."""
     from ..models.estimator import OnnxEstimator, TorchEstimator
 
