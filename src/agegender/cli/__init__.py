@@ -15,9 +15,10 @@ COMMAND_MODULES = [
     ("prepare", ["add_parser"]),
     ("train", ["add_parser", "add_plot_parser"]),
     ("evaluate", ["add_parser"]),
+    ("download", ["add_parser"]),
     ("models", ["add_parser", "add_models_parser"]),
-    ("demo", ["add_parser"]),
     ("keras", ["add_parser"]),
+    ("demo", ["add_parser"]),
     ("serve", ["add_parser"]),
 ]
 
