@@ -178,8 +178,28 @@ def test_imported_model_estimates_real_portraits(imported, frl_small):
     assert correct / len(frl_small) >= 0.7
 
 
+@pytest.fixture(scope="session")
+def utk_prepared_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 real UTKFace test photos through `agegender prepare` (for end-to-end evaluation)."""
+    tmp = tmp_path_factory.mktemp("utk16")
+    rows = [r for r in csv.DictReader(open(need(UTK_SPLIT))) if r["split"] == "test"][::120][:16]
+    (tmp / "src").mkdir()
+    for r in rows:
+        shutil.copy(UTK_DIR / r["file"], tmp / "src" / r["file"])
+    (tmp / "split.csv").write_text("file,split\n" + "".join(f"{r['file']},test\n" for r in rows))
+    run_cli("prepare", "utkface", str(tmp / "src"), "--split-file", str(tmp / "split.csv"), "-o", str(tmp / "prep"),
+            "--no-progress")
+    return tmp / "prep"
+
+
+def _evaluate(model: Path, data: Path, out: Path, *extra: str) -> dict:
+    run_cli("evaluate", str(model), str(data), "--split", "test", "--mode", "end-to-end", "-o", str(out),
+            "--no-progress", *extra)
+    return json.loads((out / "report.json").read_text())
+
+
 @pytest.mark.slow
-def test_cli_predict_models_and_evaluate(imported, tmp_path):
+def test_cli_predict_models_and_evaluate(imported, utk_prepared_small, tmp_path):
     """`predict --model`, `models` and `evaluate --mode end-to-end` with the imported model."""
     image = sorted((FRL_DIR / "images").glob("*.jpg"))[0]
     out = run_cli("predict", str(image), "--model", str(imported["safetensors"]), "--format", "jsonl", "--no-progress")
@@ -189,19 +209,10 @@ def test_cli_predict_models_and_evaluate(imported, tmp_path):
     listing = run_cli("models", str(imported["onnx"])).stdout
     assert "arch wrn" in listing and "input 64px BGR, crop box margin 0.4" in listing and "WRN-16-8" in listing
 
-    rows = [r for r in csv.DictReader(open(need(UTK_SPLIT))) if r["split"] == "test"][::120][:16]
-    src = tmp_path / "utk"
-    src.mkdir()
-    for r in rows:
-        shutil.copy(UTK_DIR / r["file"], src / r["file"])
-    (tmp_path / "split.csv").write_text("file,split\n" + "".join(f"{r['file']},test\n" for r in rows))
-    run_cli("prepare", "utkface", str(src), "--split-file", str(tmp_path / "split.csv"), "-o", str(tmp_path / "prep"),
-            "--no-progress")
-    run_cli("evaluate", str(imported["onnx"]), str(tmp_path / "prep"), "--split", "test", "--mode", "end-to-end",
-            "-o", str(tmp_path / "eval"), "--no-progress")
-    report = json.loads((tmp_path / "eval" / "report.json").read_text())
-    text = json.dumps(report)
-    assert "age_mae" in text and "gender_acc" in text
+    report = _evaluate(imported["onnx"], utk_prepared_small, tmp_path / "eval")
+    overall = report["overall"]
+    assert report["mode"] == "end-to-end" and report["detector"] == "retinaface"
+    assert overall["faces_found"] == 1.0 and overall["age_mae"] < 15 and overall["gender_acc"] >= 0.6
 
 
 def test_bad_files_give_clear_errors(tmp_path):
@@ -244,9 +255,9 @@ def test_weights_only_file_imports_the_same(keras_h5, tmp_path):
 
 
 @pytest.mark.slow
-def test_dlib_hog_detector_with_imported_model(imported, frl_small):
+def test_dlib_hog_detector_with_imported_model(imported, frl_small, utk_prepared_small, tmp_path):
     """The original pipeline's detector (dlib HOG, optional extra) finds the portraits' faces where
-    RetinaFace does, and the imported model runs on its boxes."""
+    RetinaFace does; the imported model runs on its boxes, in `predict` and in `evaluate --detector`."""
     pytest.importorskip("dlib")
     from agegender import Predictor
 
@@ -260,3 +271,5 @@ def test_dlib_hog_detector_with_imported_model(imported, frl_small):
         union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
         assert inter / union > 0.4, row["file"]
 
+    report = _evaluate(imported["onnx"], utk_prepared_small, tmp_path / "eval", "--detector", "dlib-hog")
+    assert report["detector"] == "dlib-hog" and report["overall"]["faces_found"] >= 0.75

@@ -76,8 +76,8 @@ def markdown_table(rows: dict[str, dict[str, Any]], first: str) -> str:
 
 def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.PathLike[str], split: str,
                    out: str | os.PathLike[str], mode: str = "auto", flip_tta: bool = False,
-                   progress: bool = True) -> dict[str, Any]:
-    """Evaluate and write the report into `out`; returns the report dict."""
+                   progress: bool = True, detector: str = "retinaface") -> dict[str, Any]:
+    """Evaluate and write the report into `out`; returns the report dict. `detector`: end-to-end only."""
     from .plots import plot_error_by_group, plot_predicted_vs_true
 
     est = model if hasattr(model, "estimate") else load_estimator(model)  # type: ignore[arg-type]
@@ -94,13 +94,14 @@ def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.Pat
             )
         ages, pf, found = predict_crops(est, ds, flip_tta, progress)
     else:
-        ages, pf, found = predict_end_to_end(Predictor(est, flip_tta=flip_tta), ds.column("source"), progress)
+        ages, pf, found = predict_end_to_end(Predictor(est, detector, flip_tta=flip_tta), ds.column("source"), progress)
     true_age, true_gender = ds.ages, ds.genders
     report: dict[str, Any] = {
         "model": str(getattr(est, "path", model)),
         "data": str(data),
         "split": split,
         "mode": mode,
+        "detector": detector if mode == "end-to-end" else None,
         "flip_tta": flip_tta,
         "overall": summarize(ages, pf, true_age, true_gender, found),
         "by_decade": breakdown(decade_labels(true_age), ages, pf, true_age, true_gender, found),
