@@ -273,3 +273,29 @@ def test_dlib_hog_detector_with_imported_model(imported, frl_small, utk_prepared
 
     report = _evaluate(imported["onnx"], utk_prepared_small, tmp_path / "eval", "--detector", "dlib-hog")
     assert report["detector"] == "dlib-hog" and report["overall"]["faces_found"] >= 0.75
+
+
+@pytest.mark.parametrize("size", [63, 64, 65])
+def test_same_padding_and_pooling_match_tensorflow(size):
+    """SameConv (TF 'same', odd and even sizes, strides 1 and 2) and SameAvgPool (padding left out of the
+    mean) against TensorFlow's own ops."""
+    tf = pytest.importorskip("tensorflow")
+    import torch
+
+    from agegender.models.nets import SameAvgPool, SameConv
+
+    rng = np.random.default_rng(size)
+    x = rng.standard_normal((2, size, size, 5)).astype(np.float32)
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    for k, stride in ((3, 1), (3, 2), (1, 2)):
+        w = rng.standard_normal((k, k, 5, 4)).astype(np.float32)
+        conv = SameConv(5, 4, k, stride)
+        conv.weight.data = torch.from_numpy(w.transpose(3, 2, 0, 1).copy())
+        ref = tf.nn.conv2d(x, w, stride, "SAME").numpy()
+        with torch.no_grad():
+            ours = conv(xt).numpy().transpose(0, 2, 3, 1)
+        assert ours.shape == ref.shape and np.abs(ours - ref).max() < 1e-4
+    ref = tf.nn.avg_pool2d(x, 8, 1, "SAME").numpy()
+    with torch.no_grad():
+        ours = SameAvgPool(8)(xt).numpy().transpose(0, 2, 3, 1)
+    assert np.abs(ours - ref).max() < 1e-5
