@@ -48,8 +48,12 @@ def setup(device_name: str) -> DistContext:
 
 
 def teardown(ctx: DistContext) -> None:
+    """Leave the group together: no rank closes its connections while another still uses them."""
     if ctx.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def all_sum(ctx: DistContext, values: list[float]) -> list[float]:
