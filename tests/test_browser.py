@@ -176,10 +176,20 @@ def test_camera_mode_draws_live_boxes(server, frl_images, tmp_path):
         label = page.locator("#camera-stage .face-label").first.inner_text()
         assert re.fullmatch(r"\d+, [MF]", label), label
         # the face is in the middle of each frame (portraits letterboxed into 640x480)
-        stage = page.locator("#camera-stage").bounding_box()
-        box = page.locator("#camera-stage .face-box").first.bounding_box()
-        centre = (box["x"] + box["width"] / 2 - stage["x"]) / stage["width"]
-        assert 0.3 < centre < 0.7 and box["width"] < stage["width"] * 0.4
+        # read stage and box in one step: live boxes are redrawn every frame and may vanish between reads
+        geometry = None
+        for _ in range(100):
+            geometry = page.evaluate(
+                """() => { const s = document.querySelector('#camera-stage').getBoundingClientRect();
+                   const b = document.querySelector('#camera-stage .face-box'); if (!b) return null;
+                   const r = b.getBoundingClientRect();
+                   return {centre: (r.x + r.width / 2 - s.x) / s.width, share: r.width / s.width}; }"""
+            )
+            if geometry:
+                break
+            page.wait_for_timeout(100)
+        assert geometry, "live boxes stopped appearing"
+        assert 0.3 < geometry["centre"] < 0.7 and geometry["share"] < 0.4
         page.wait_for_timeout(1500)  # let the frame rate settle before the screenshot
         fps_text = page.locator("#fps").inner_text()
         assert re.match(r"\d+\.\d fps", fps_text), fps_text
