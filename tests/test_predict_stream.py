@@ -29,3 +29,16 @@ def test_stream_matches_predict_many(predictor: Predictor, frl_images: list[Path
     assert [r["image"] for r, _ in expected] == paths
     assert expected[3][0]["error"] and expected[3][1]
     assert all(len(r["faces"]) == 1 for r, _ in expected[:3])  # one person per portrait
+
+
+def test_predict_fast_finds_the_portrait_faces(frl_images: list[Path], tmp_path: Path) -> None:
+    import json
+
+    from agegender.inference.batch import FAST_DETECTOR_SIDE, run_predict
+
+    out = tmp_path / "out.jsonl"
+    assert run_predict([str(p) for p in frl_images[:2]], fmt="jsonl", output=str(out), fast=True, progress=False) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [len(r["faces"]) for r in rows] == [1, 1]
+    assert all(10 <= f["age"] <= 40 for r in rows for f in r["faces"])  # young adults (ages 17..35 in the set)
+    assert FAST_DETECTOR_SIDE < 640
