@@ -28,6 +28,14 @@ class ImageLoadError(ValueError):
     """An input could not be read as an image; the message says why in one line."""
 
 
+class ImageTooLargeError(ImageLoadError):
+    """The image (or its file) is over a size limit: refused before decoding."""
+
+
+class NotAnImageError(ImageLoadError):
+    """The bytes are not in any image format we read."""
+
+
 def _to_rgb(img: Image.Image) -> np.ndarray:
     """Convert any PIL mode to an (H, W, 3) uint8 RGB array; alpha is composited on white."""
     if img.mode.startswith("I;16") or img.mode in ("I", "F"):
@@ -65,16 +73,16 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
             img = Image.open(io.BytesIO(data))
             w, h = img.size
             if w * h > max_pixels:
-                raise ImageLoadError(f"{name}: image of {w}x{h} pixels exceeds the limit of {max_pixels} pixels")
+                raise ImageTooLargeError(f"{name}: image of {w}x{h} pixels exceeds the limit of {max_pixels} pixels")
             img.load()
             img = _exif_upright(img)
             return _to_rgb(img)
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
-        raise ImageLoadError(f"{name}: not an image (unrecognised or unsupported format)") from None
+        raise NotAnImageError(f"{name}: not an image (unrecognised or unsupported format)") from None
     except Image.DecompressionBombError:
-        raise ImageLoadError(f"{name}: image exceeds the limit of {max_pixels} pixels") from None
+        raise ImageTooLargeError(f"{name}: image exceeds the limit of {max_pixels} pixels") from None
     except MemoryError:
         raise ImageLoadError(f"{name}: not enough memory to decode this image") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -102,7 +110,7 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np
         if not stat.S_ISREG(st.st_mode):  # a pipe or device could block or never end
             raise ImageLoadError(f"{p}: not a regular file")
         if st.st_size > MAX_FILE_BYTES:
-            raise ImageLoadError(f"{p}: file of {st.st_size} bytes exceeds the limit of {MAX_FILE_BYTES} bytes")
+            raise ImageTooLargeError(f"{p}: file of {st.st_size} bytes exceeds the limit of {MAX_FILE_BYTES} bytes")
         data = p.read_bytes()
     except FileNotFoundError:
         raise ImageLoadError(f"{p}: no such file") from None

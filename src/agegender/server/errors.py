@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..imageio import ImageLoadError
+from ..imageio import ImageLoadError, ImageTooLargeError, NotAnImageError
 
 
 class ApiError(Exception):
@@ -16,9 +16,8 @@ class ApiError(Exception):
 
 def image_error(exc: ImageLoadError) -> ApiError:
     """Map imageio's one-line reasons to HTTP: 413 over the pixel cap, 415 not an image, 400 otherwise."""
-    text = str(exc)
-    if "exceeds the limit" in text or "too large" in text:
-        return ApiError(413, text)
-    if "not an image" in text:
-        return ApiError(415, text)
-    return ApiError(400, text)
+    if isinstance(exc, ImageTooLargeError):
+        return ApiError(413, str(exc))
+    if isinstance(exc, NotAnImageError):
+        return ApiError(415, str(exc))
+    return ApiError(400, str(exc))
