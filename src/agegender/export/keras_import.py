@@ -11,7 +11,6 @@ Tensor layouts: Keras conv kernel (kh, kw, cin, cout) -> torch (cout, cin, kh, k
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..fileio import sha256_of
 from ..models.config import ModelConfig
 from ..models.nets import AgeGenderNet, SameConv, build_model
 from ..types import Preprocessing
@@ -125,14 +125,6 @@ def _heads(layers: dict[str, dict[str, np.ndarray]]) -> tuple[np.ndarray, np.nda
     return two[0], rest[0]
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def import_keras(h5_path: str | os.PathLike[str]) -> tuple[AgeGenderNet, ModelConfig]:
     """Rebuild a Keras age-gender WideResNet (.hdf5) as our "wrn" AgeGenderNet (eval mode, CPU).
 
@@ -196,7 +188,7 @@ def _rebuild(path: str, layers: dict[str, dict[str, np.ndarray]], config: dict[s
         "summary": f"WRN-{depth}-{width} from the original Keras age-gender-estimation project "
                    f"({Path(path).name}); input {size}px BGR 0..255, dlib HOG box + 0.4 margin",
         "source": Path(path).name,
-        "source_sha256": _sha256(path),
+        "source_sha256": sha256_of(path),
         "keras_version": keras_version,
         "training_data": "as the original project's train.py was run (IMDB-WIKI in its README); "
                          "check that dataset's licence before commercial use",
