@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -131,7 +130,3 @@ def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.Pat
     plot_predicted_vs_true(ages, true_age, out / "predicted_vs_true.png", f"{split}: predicted vs true age")
     plot_error_by_group(report["by_decade"], out / "error_by_age.png", f"{split}: age MAE by decade")
     return report
-
-
-def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())

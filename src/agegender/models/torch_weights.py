@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
 from ..fileio import atomic_write_bytes
 from .config import METADATA_KEY, ModelConfig, read_config
 from .nets import AgeGenderNet, build_model
@@ -42,7 +40,3 @@ def load_model(path: str | os.PathLike[str]) -> tuple[AgeGenderNet, ModelConfig]
         raise ValueError(f"{path}: weights do not fit architecture {cfg.arch!r}: {' '.join(first)}") from None
     model.eval()
     return model, cfg
-
-
-def state_to_float(model: torch.nn.Module) -> None:
-    model.float()
