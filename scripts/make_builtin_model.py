@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -44,6 +45,11 @@ def main() -> None:
     args = ap.parse_args()
     run = Path(args.run)
     model, cfg = load_model(run / "best.safetensors")
+    ds_size = int(json.loads((Path(args.data) / "meta.json").read_text())["preprocessing"]["size"])
+    if cfg.preprocessing.crop_size == 0 and cfg.preprocessing.size != ds_size:
+        # runs from before the record had crop_size: they were trained on ds_size crops resized to size
+        cfg.preprocessing = replace(cfg.preprocessing, crop_size=ds_size)
+        print(f"record: crop_size set to {ds_size} (the dataset's crop size; the run predates the field)")
     # round through float16 first, so the .safetensors we ship and the .onnx hold the very same values
     model.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()})
     history = json.loads((run / "history.json").read_text())

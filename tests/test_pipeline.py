@@ -75,7 +75,8 @@ def test_train_evaluate_plot_predict_export(prepared, tmp_path, frl_images):
     from agegender.models import load_estimator
 
     est = load_estimator(tmp_path / "m.onnx")
-    assert est.preprocessing.size == 64
+    # trained on the dataset's 112 px crops resized to 64: inference cuts at 112 and resizes the same way
+    assert est.preprocessing.size == 64 and est.preprocessing.crop_size == 112
     from agegender.imageio import load_image
 
     crops = np.stack([load_image(p) for p in sorted((prepared / "images" / "00000").glob("*.jpg"))[:8]])

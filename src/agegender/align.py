@@ -9,6 +9,8 @@ Two modes, chosen by a model's stored Preprocessing:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 
@@ -89,6 +91,10 @@ def crop_matrix(det: Detection, prep: Preprocessing) -> np.ndarray:
 def crop_face(image: np.ndarray, det: Detection, prep: Preprocessing) -> np.ndarray:
     """Cut one face from an (H, W, 3) uint8 image; returns (size, size, 3) uint8, same channel order."""
     size = prep.size
+    if prep.crop_size and prep.crop_size != size:
+        big = crop_face(image, det, replace(prep, size=prep.crop_size, crop_size=0))
+        shrink = prep.crop_size > size
+        return cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     if prep.crop == "box":
         h, w = image.shape[:2]
         x1, y1, x2, y2 = box_crop_window(det.box, prep.margin, w, h)

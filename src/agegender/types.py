@@ -122,7 +122,7 @@ class ImageResult:
         return out
 
 
-PREPROCESSING_VERSION = 1
+PREPROCESSING_VERSION = 2  # 2: adds crop_size
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,9 @@ class Preprocessing:
     mean, std: per-channel normalisation in 0..255 units, in the network's channel order: x = (p - mean) / std.
     age_min, age_max: the ages of the age head's classes (one class per year, inclusive).
     detector: the detector the model was prepared with (informational; any detector may be used).
+    crop_size: 0 = the face is cut at `size` directly. Otherwise it is cut at crop_size x crop_size and
+        then resized to `size` (area averaging when shrinking, bilinear when enlarging): how a model
+        trained on a dataset prepared at crop_size saw its faces.
     """
 
     crop: str = "align5"
@@ -148,6 +151,7 @@ class Preprocessing:
     age_min: int = 0
     age_max: int = 100
     detector: str = "retinaface"
+    crop_size: int = 0
     version: int = PREPROCESSING_VERSION
 
     def __post_init__(self) -> None:
@@ -157,6 +161,8 @@ class Preprocessing:
             raise ValueError(f"unknown colour order {self.color!r}")
         if self.size < 8 or self.age_max <= self.age_min:
             raise ValueError(f"invalid preprocessing: size={self.size}, ages {self.age_min}..{self.age_max}")
+        if self.crop_size and self.crop_size < 8:
+            raise ValueError(f"invalid preprocessing: crop_size={self.crop_size}")
 
     @property
     def num_ages(self) -> int:

@@ -100,7 +100,10 @@ def _load_splits(cfg: TrainConfig) -> tuple[CropSource, CropSource, Preprocessin
         return CropSource([ds.path(int(i)) for i in idx], ds.ages[idx], ds.genders[idx], size)
 
     ds_prep = ds_train.preprocessing
-    prep = Preprocessing(crop=ds_prep.crop, margin=ds_prep.margin, size=cfg.image_size, detector=ds_prep.detector)
+    # crops are stored at the dataset's size and resized to image_size in training: inference does the same
+    crop_size = ds_prep.size if ds_prep.size != cfg.image_size else 0
+    prep = Preprocessing(crop=ds_prep.crop, margin=ds_prep.margin, size=cfg.image_size, detector=ds_prep.detector,
+                         crop_size=crop_size)
     return source(ds_train, idx_tr), source(ds_val, idx_va), prep, ds_train.meta
 
 
