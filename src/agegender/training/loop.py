@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from ..models.torch_weights import save_model
 from ..types import Preprocessing
 from .augment import AugmentConfig, augment_batch, resize_batch
 from .batches import CropSource, index_checksum
+from .distill import mix_targets, teacher_targets
 from .distributed import DistContext, all_gather, all_max, all_sum, barrier, setup, teardown
 from .losses import age_gender_loss, gaussian_age_targets
 
@@ -63,6 +64,8 @@ class TrainConfig:
     workers: int = 0
     threads: int = 0
     time_budget: float = 0.0  # >0: after epoch 1, cut the epoch count to fit this many seconds
+    teacher: str = ""  # model to distil from (built-in name or weights file); "" = labels only
+    distill: float = 0.5  # weight of the teacher's targets against the labels
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -264,6 +267,11 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, log, ctx: DistContext
     if cfg.workers <= 0:  # small data: decode once, keep in memory (on the GPU when there is one)
         tr.load_all("load train", progress, device)
         va.load_all("load val", progress)
+    soft = None
+    if cfg.teacher:
+        if not 0.0 <= cfg.distill <= 1.0:
+            raise ValueError(f"--distill must be within 0..1, got {cfg.distill}")
+        soft = teacher_targets(cfg.teacher, tr, replace(prep, size=tr.size, crop_size=0), prep, progress=progress)
     net: AgeGenderNet = build_model(cfg.arch, num_ages=prep.num_ages, **cfg.arch_kwargs).to(device)
     if amp:
         net = net.to(memory_format=torch.channels_last)
@@ -325,6 +333,9 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, log, ctx: DistContext
             xb, ab, gb = xb.to(device, non_blocking=True), ab.to(device), gb.to(device)
             x = _normalise(augment_batch(xb, prep.size, aug, gen), prep)
             gt, dist_t, vals = _targets(ab, gb, prep, cfg.sigma)
+            if soft is not None:
+                gt, dist_t, vals = mix_targets(gt, dist_t, vals, ~torch.isnan(ab), soft[0][idx].to(device),
+                                               soft[1][idx].to(device), cfg.distill, prep.age_min)
             if aug.mixup > 0:
                 lam = float(np.random.beta(aug.mixup, aug.mixup))
                 perm = torch.randperm(len(idx), device=device)

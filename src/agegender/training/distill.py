@@ -1,0 +1,69 @@
+"""Knowledge distillation: a trained teacher's soft predictions on every training crop, computed once.
+
+The student then learns from a mix of the true labels and the teacher's age distribution and P(female)
+(`agegender train --teacher MODEL --distill W`). The teacher sees each stored crop (and its mirror image)
+without augmentation; mild augmentation of the student's input leaves those targets valid.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..models.estimator import load_estimator
+from ..types import Preprocessing
+from .batches import CropSource, read_crop
+
+
+def teacher_targets(teacher: str, src: CropSource, data_prep: Preprocessing, student_prep: Preprocessing,
+                    batch_size: int = 256, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, K) age distributions and (N,) P(female) from `teacher` for the N crops of `src`.
+
+    data_prep: how the dataset's crops were cut; the teacher must have been trained on the same cut (crop
+    mode and margin) and over the student's age classes, else ValueError.
+    """
+    est = load_estimator(teacher)
+    tp = est.preprocessing
+    if (tp.crop, round(tp.margin, 6)) != (data_prep.crop, round(data_prep.margin, 6)):
+        raise ValueError(f"teacher {teacher!r} expects {tp.crop} crops with margin {tp.margin}; this dataset "
+                         f"holds {data_prep.crop} crops with margin {data_prep.margin}")
+    if (tp.age_min, tp.age_max) != (student_prep.age_min, student_prep.age_max):
+        raise ValueError(f"teacher {teacher!r} predicts ages {tp.age_min}..{tp.age_max}; the student "
+                         f"{student_prep.age_min}..{student_prep.age_max}")
+    n = len(src)
+    ages = np.empty((n, tp.num_ages), np.float32)
+    female = np.empty(n, np.float32)
+    for start in tqdm(range(0, n, batch_size), desc=f"teacher {est.name}", unit="batch", disable=not progress,
+                      mininterval=1.0):
+        stop = min(start + batch_size, n)
+        if src.images is not None:
+            crops = src.images[start:stop].cpu().numpy()
+        else:
+            crops = np.stack([read_crop(src.paths[i], src.size) for i in range(start, stop)])
+        if crops.shape[1] != tp.size:
+            interp = cv2.INTER_AREA if crops.shape[1] > tp.size else cv2.INTER_LINEAR
+            crops = np.stack([cv2.resize(c, (tp.size, tp.size), interpolation=interp) for c in crops])
+        out = est.estimate(crops, flip_tta=True)
+        ages[start:stop], female[start:stop] = out.age_probs, out.p_female
+    return torch.from_numpy(ages), torch.from_numpy(female)
+
+
+def mix_targets(gender_t: torch.Tensor, age_dist: torch.Tensor, age_values: torch.Tensor, known_age: torch.Tensor,
+                teacher_age: torch.Tensor, teacher_female: torch.Tensor, weight: float, age_min: int = 0
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Blend label targets with the teacher's: weight 0 = labels only, 1 = teacher only.
+
+    gender_t (B, 2), age_dist (B, K), age_values (B,) as the loss takes them; known_age (B,) bool.
+    Samples without a label (zero rows) take the teacher's targets alone; the L1 target stays the true
+    age where there is one.
+    """
+    t_gender = torch.stack([1 - teacher_female, teacher_female], 1)
+    g_known = (gender_t.sum(1) > 0).unsqueeze(1)
+    gender = torch.where(g_known, (1 - weight) * gender_t + weight * t_gender, t_gender)
+    a_known = known_age.unsqueeze(1)
+    dist = torch.where(a_known, (1 - weight) * age_dist + weight * teacher_age, teacher_age)
+    grid = torch.arange(age_min, age_min + teacher_age.shape[1], device=teacher_age.device, dtype=torch.float32)
+    values = torch.where(known_age, age_values, teacher_age @ grid)
+    return gender, dist, values
