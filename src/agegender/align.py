@@ -92,9 +92,7 @@ def crop_face(image: np.ndarray, det: Detection, prep: Preprocessing) -> np.ndar
     """Cut one face from an (H, W, 3) uint8 image; returns (size, size, 3) uint8, same channel order."""
     size = prep.size
     if prep.crop_size and prep.crop_size != size:
-        big = crop_face(image, det, replace(prep, size=prep.crop_size, crop_size=0))
-        shrink = prep.crop_size > size
-        return cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        return resize_square(crop_face(image, det, replace(prep, size=prep.crop_size, crop_size=0)), size)
     if prep.crop == "box":
         h, w = image.shape[:2]
         x1, y1, x2, y2 = box_crop_window(det.box, prep.margin, w, h)
@@ -130,6 +128,15 @@ def _shrink_for_warp(
     # region pixel -> image pixel: p_img = p_small / f + origin (pixel centres ignored: sub-pixel only)
     back = np.array([[1.0 / fx, 0.0, x0], [0.0, 1.0 / fy, y0], [0.0, 0.0, 1.0]])
     return small, m @ back
+
+
+def resize_square(img: np.ndarray, size: int) -> np.ndarray:
+    """An (H, W, C) crop resized to (size, size, C) as training resizes stored crops: area averaging when
+    shrinking, bilinear when enlarging; returned as is when it already has that size."""
+    if img.shape[0] == size and img.shape[1] == size:
+        return img
+    shrink = img.shape[0] > size
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def crop_faces(image: np.ndarray, detections: list[Detection], prep: Preprocessing) -> np.ndarray:

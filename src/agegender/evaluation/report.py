@@ -9,10 +9,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..align import resize_square
 from ..data.dataset import PreparedDataset
 from ..fileio import atomic_write_json, atomic_write_text
 from ..imageio import ImageLoadError, load_image
@@ -33,13 +33,7 @@ def predict_crops(est: Estimator, ds: PreparedDataset, flip_tta: bool, progress:
     ages, pf = np.full(len(ds), np.nan, np.float32), np.full(len(ds), np.nan, np.float32)
     for i in tqdm(range(0, len(ds), batch), desc="evaluate", unit="batch", disable=not progress):
         idx = range(i, min(i + batch, len(ds)))
-        crops = []
-        for j in idx:
-            img = ds.image(j)
-            if img.shape[0] != size:
-                img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-            crops.append(img)
-        out = est.estimate(np.stack(crops), flip_tta=flip_tta)
+        out = est.estimate(np.stack([resize_square(ds.image(j), size) for j in idx]), flip_tta=flip_tta)
         ages[i : i + len(idx)], pf[i : i + len(idx)] = out.ages, out.p_female
     return ages, pf, np.ones(len(ds), bool)
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..align import resize_square
 from ..imageio import load_image
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -21,10 +21,7 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 def read_crop(path: Path, size: int) -> np.ndarray:
     """One stored crop as (size, size, 3) uint8 RGB."""
-    img = load_image(path)
-    if img.shape[:2] != (size, size):
-        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-    return img
+    return resize_square(load_image(path), size)
 
 
 class CropSource:

@@ -7,11 +7,11 @@ without augmentation; mild augmentation of the student's input leaves those targ
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..align import resize_square
 from ..models.estimator import load_estimator
 from ..types import Preprocessing
 from .batches import CropSource, read_crop
@@ -42,10 +42,7 @@ def teacher_targets(teacher: str, src: CropSource, data_prep: Preprocessing, stu
             crops = src.images[start:stop].cpu().numpy()
         else:
             crops = np.stack([read_crop(src.paths[i], src.size) for i in range(start, stop)])
-        if crops.shape[1] != tp.size:
-            interp = cv2.INTER_AREA if crops.shape[1] > tp.size else cv2.INTER_LINEAR
-            crops = np.stack([cv2.resize(c, (tp.size, tp.size), interpolation=interp) for c in crops])
-        out = est.estimate(crops, flip_tta=True)
+        out = est.estimate(np.stack([resize_square(c, tp.size) for c in crops]), flip_tta=True)
         ages[start:stop], female[start:stop] = out.age_probs, out.p_female
     return torch.from_numpy(ages), torch.from_numpy(female)
 
