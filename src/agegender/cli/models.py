@@ -10,19 +10,59 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model to ONNX (decoding inside, preprocessing in metadata)")
     p.add_argument("model", help="weights file (.safetensors) or run folder")
     p.add_argument("-o", "--out", required=True, help="output .onnx path")
+    p.add_argument("--int8", action="store_true",
+                   help="quantize to int8 (static; needs --calibration); MODEL may then also be an .onnx model")
+    p.add_argument("--calibration", help="--int8: prepared dataset whose crops calibrate the activation ranges")
+    p.add_argument("--calibration-split", default="train", help="--int8: split to draw crops from (train)")
+    p.add_argument("--calibration-size", type=int, default=512, help="--int8: number of crops (512)")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from ..export.onnx_export import export_weights_file
     from ..models.estimator import resolve_model_path
 
     src = resolve_model_path(a.model)
+    if a.int8:
+        return _export_int8(a, src)
     if src.suffix != ".safetensors":
-        print(f"error: {src} is not a .safetensors model", file=sys.stderr)
+        print(f"error: {src} is not a .safetensors model (an .onnx model can only be re-exported with --int8)",
+              file=sys.stderr)
         return 2
+    from ..export.onnx_export import export_weights_file
+
     path = export_weights_file(src, a.out)
     print(f"wrote {path}")
+    return 0
+
+
+def _export_int8(a: argparse.Namespace, src) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from ..export.quantize import calibration_crops, quantize_onnx
+    from ..models import read_config
+
+    if not a.calibration:
+        print("error: --int8 needs --calibration DATA (a prepared dataset)", file=sys.stderr)
+        return 2
+    if src.suffix not in (".onnx", ".safetensors"):
+        print(f"error: {src} is neither an .onnx nor a .safetensors model", file=sys.stderr)
+        return 2
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        print("error: --int8 needs onnx: pip install 'agegender[export]'", file=sys.stderr)
+        return 2
+    size = read_config(str(src)).preprocessing.size
+    crops = calibration_crops(a.calibration, a.calibration_split, a.calibration_size, size)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_src = src
+        if src.suffix == ".safetensors":
+            from ..export.onnx_export import export_weights_file
+
+            onnx_src = export_weights_file(src, Path(tmp) / "float.onnx")
+        path = quantize_onnx(onnx_src, a.out, crops)
+    print(f"wrote {path} (int8, calibrated on {len(crops)} crops of {a.calibration} {a.calibration_split})")
     return 0
 
 
