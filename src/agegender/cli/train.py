@@ -34,6 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--erase", type=float, default=0.0, help="random erasing probability")
     p.add_argument("--balance", type=float, default=0.0, help="age-balanced sampling power (0 = off, 0.5 = sqrt)")
     p.add_argument("--ema", type=float, default=0.0, help="weight EMA decay (0 = off)")
+    p.add_argument("--init", default="",
+                   help="start from a trained model's weights (built-in name, .safetensors or run folder; "
+                        "same architecture), e.g. to fine-tune on your own data")
     p.add_argument("--teacher", default="", help="distil from this trained model (built-in name or weights file)")
     p.add_argument("--distill", type=float, default=0.5,
                    help="with --teacher: weight of the teacher's targets against the labels (0..1)")
@@ -71,7 +74,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         warmup_epochs=a.warmup_epochs, schedule=a.schedule, sigma=a.sigma, augment=aug, balance=a.balance,
         val_split=a.val_split, val_fraction=a.val_fraction, limit=a.limit, ema=a.ema, seed=a.seed,
         device=a.device, threads=a.threads, workers=a.workers, time_budget=a.time_budget,
-        teacher=a.teacher, distill=a.distill,
+        init=a.init, teacher=a.teacher, distill=a.distill,
     )
     train(cfg, resume=a.resume, progress=not a.no_progress)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks

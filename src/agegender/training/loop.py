@@ -26,8 +26,9 @@ from ..data.prepare import assign_split
 from ..evaluation.metrics import summarize
 from ..fileio import atomic_write_json, atomic_write_text
 from ..models.config import ModelConfig
+from ..models.estimator import resolve_model_path
 from ..models.nets import AgeGenderNet, build_model
-from ..models.torch_weights import save_model
+from ..models.torch_weights import load_model, save_model
 from ..types import Preprocessing
 from .augment import AugmentConfig, augment_batch, resize_batch
 from .batches import CropSource, index_checksum
@@ -64,6 +65,7 @@ class TrainConfig:
     workers: int = 0
     threads: int = 0
     time_budget: float = 0.0  # >0: after epoch 1, cut the epoch count to fit this many seconds
+    init: str = ""  # start from this trained model's weights (same architecture); "" = random
     teacher: str = ""  # model to distil from (built-in name or weights file); "" = labels only
     distill: float = 0.5  # weight of the teacher's targets against the labels
 
@@ -181,6 +183,26 @@ def evaluate_split(model: torch.nn.Module, split: CropSource, prep: Preprocessin
             "gender_acc": m["gender_acc"]}
 
 
+def _load_init(net: AgeGenderNet, cfg: TrainConfig, prep: Preprocessing) -> None:
+    """Copy the weights of a trained model (built-in name, .safetensors or run folder) into `net`; it must
+    have the same architecture, age classes and crop (mode and margin); the input size may differ."""
+    path = resolve_model_path(cfg.init)
+    if path.suffix == ".onnx":
+        path = path.with_suffix(".safetensors")
+    if not path.is_file():
+        raise FileNotFoundError(f"--init {cfg.init}: needs a .safetensors model (not found: {path})")
+    src, scfg = load_model(path)
+    sp = scfg.preprocessing
+    if (scfg.arch, scfg.arch_kwargs) != (cfg.arch, dict(cfg.arch_kwargs)):
+        raise ValueError(f"--init {cfg.init}: architecture {scfg.arch} {scfg.arch_kwargs} differs from this "
+                         f"run's {cfg.arch} {cfg.arch_kwargs}")
+    if (sp.crop, round(sp.margin, 6), sp.age_min, sp.age_max) != (prep.crop, round(prep.margin, 6), prep.age_min,
+                                                                   prep.age_max):
+        raise ValueError(f"--init {cfg.init}: trained on {sp.crop} crops, margin {sp.margin}, ages "
+                         f"{sp.age_min}..{sp.age_max}; this dataset has {prep.crop}, margin {prep.margin}")
+    net.load_state_dict({k: v.float() for k, v in src.state_dict().items()})
+
+
 def _sample_weights(ages: torch.Tensor, power: float) -> torch.Tensor | None:
     if power <= 0:
         return None
@@ -272,7 +294,10 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, log, ctx: DistContext
         if not 0.0 <= cfg.distill <= 1.0:
             raise ValueError(f"--distill must be within 0..1, got {cfg.distill}")
         soft = teacher_targets(cfg.teacher, tr, replace(prep, size=tr.size, crop_size=0), prep, progress=progress)
-    net: AgeGenderNet = build_model(cfg.arch, num_ages=prep.num_ages, **cfg.arch_kwargs).to(device)
+    net: AgeGenderNet = build_model(cfg.arch, num_ages=prep.num_ages, **cfg.arch_kwargs)
+    if cfg.init and not resume:
+        _load_init(net, cfg, prep)
+    net = net.to(device)
     if amp:
         net = net.to(memory_format=torch.channels_last)
     model: torch.nn.Module = net
