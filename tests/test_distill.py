@@ -81,11 +81,12 @@ def test_train_with_a_teacher(prepared, tmp_path):
 def test_train_init_from_a_trained_model(prepared, tmp_path):
     """--init starts from the built-in default's weights: its first epoch at a tiny learning rate scores like
     the default itself on val, far better than a random start; another architecture is refused."""
-    default_arch = '{"widths": [32, 64, 128, 256], "blocks": [1, 2, 2, 1]}'
     common = ["--epochs", "1", "--batch-size", "8", "--image-size", "112", "--lr", "1e-6", "--warmup-epochs", "0",
-              "--threads", "1", "--no-progress", "--arch-kwargs", default_arch]
-    cli("train", str(prepared), "-o", str(tmp_path / "ft"), "--init", "default", *common)
-    cli("train", str(prepared), "-o", str(tmp_path / "scratch"), *common)
+              "--threads", "1", "--no-progress"]
+    cli("train", str(prepared), "-o", str(tmp_path / "ft"), "--init", "default", *common)  # its architecture too
+    default_arch = '{"widths": [32, 64, 128, 256], "blocks": [1, 2, 2, 1]}'
+    cli("train", str(prepared), "-o", str(tmp_path / "scratch"), *common, "--arch-kwargs", default_arch)
+    assert json.loads((tmp_path / "ft" / "args.json").read_text())["arch_kwargs"] == json.loads(default_arch)
     ft = json.loads((tmp_path / "ft" / "history.json").read_text())[0]
     scratch = json.loads((tmp_path / "scratch" / "history.json").read_text())[0]
     assert ft["val_age_mae"] < 10 and scratch["val_age_mae"] > 15, (ft, scratch)

@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ema", type=float, default=0.0, help="weight EMA decay (0 = off)")
     p.add_argument("--init", default="",
                    help="start from a trained model's weights (built-in name, .safetensors or run folder; "
-                        "same architecture), e.g. to fine-tune on your own data")
+                        "its architecture unless --arch-kwargs says otherwise), e.g. to fine-tune on your own data")
     p.add_argument("--teacher", default="", help="distil from this trained model (built-in name or weights file)")
     p.add_argument("--distill", type=float, default=0.5,
                    help="with --teacher: weight of the teacher's targets against the labels (0..1)")

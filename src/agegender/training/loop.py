@@ -25,7 +25,7 @@ from ..data.dataset import PreparedDataset
 from ..data.prepare import assign_split
 from ..evaluation.metrics import summarize
 from ..fileio import atomic_write_json, atomic_write_text
-from ..models.config import ModelConfig
+from ..models.config import ModelConfig, read_config
 from ..models.estimator import resolve_model_path
 from ..models.nets import AgeGenderNet, build_model
 from ..models.torch_weights import load_model, save_model
@@ -183,15 +183,20 @@ def evaluate_split(model: torch.nn.Module, split: CropSource, prep: Preprocessin
             "gender_acc": m["gender_acc"]}
 
 
-def _load_init(net: AgeGenderNet, cfg: TrainConfig, prep: Preprocessing) -> None:
-    """Copy the weights of a trained model (built-in name, .safetensors or run folder) into `net`; it must
-    have the same architecture, age classes and crop (mode and margin); the input size may differ."""
-    path = resolve_model_path(cfg.init)
+def _init_path(init: str) -> Path:
+    """The .safetensors file of --init (a built-in name resolves to its .safetensors copy)."""
+    path = resolve_model_path(init)
     if path.suffix == ".onnx":
         path = path.with_suffix(".safetensors")
     if not path.is_file():
-        raise FileNotFoundError(f"--init {cfg.init}: needs a .safetensors model (not found: {path})")
-    src, scfg = load_model(path)
+        raise FileNotFoundError(f"--init {init}: needs a .safetensors model (not found: {path})")
+    return path
+
+
+def _load_init(net: AgeGenderNet, cfg: TrainConfig, prep: Preprocessing) -> None:
+    """Copy the weights of a trained model (built-in name, .safetensors or run folder) into `net`; it must
+    have the same architecture, age classes and crop (mode and margin); the input size may differ."""
+    src, scfg = load_model(_init_path(cfg.init))
     sp = scfg.preprocessing
     if (scfg.arch, scfg.arch_kwargs) != (cfg.arch, dict(cfg.arch_kwargs)):
         raise ValueError(f"--init {cfg.init}: architecture {scfg.arch} {scfg.arch_kwargs} differs from this "
@@ -274,6 +279,9 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, log, ctx: DistContext
         cfg = saved
     elif (out / "checkpoint.pt").exists():
         raise FileExistsError(f"{out} already holds a training run; use --resume or another --out folder")
+    if cfg.init and not resume and not cfg.arch_kwargs:  # the architecture comes with the weights
+        init_cfg = read_config(str(_init_path(cfg.init)))
+        cfg.arch, cfg.arch_kwargs = init_cfg.arch, dict(init_cfg.arch_kwargs)
     barrier(ctx)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
