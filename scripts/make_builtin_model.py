@@ -3,7 +3,7 @@
 Measures the model on the test split of a prepared dataset with `evaluate` (prepared crops and end to
 end from the source images) and writes those numbers into the model card inside both weights files.
 
-    python scripts/make_builtin_model.py RUN_DIR --name default --data data/utk --card-notes notes.md
+    python scripts/make_builtin_model.py RUN_DIR --name default --data data/utk --summary "one line"
 """
 
 from __future__ import annotations
@@ -32,6 +32,15 @@ def save_half(path: Path, model: torch.nn.Module, cfg: ModelConfig) -> None:
 
     state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path), metadata={METADATA_KEY: cfg.to_json()})
+
+
+def _init_recipe(train_args: dict) -> dict:
+    """When the run started from another run's weights (--init), that run's recipe too (provenance)."""
+    init = train_args.get("init") or ""
+    args = Path(init).parent / "args.json" if init.endswith(".safetensors") else Path(init) / "args.json"
+    if not init or not args.is_file():
+        return {}
+    return {"init_recipe": json.loads(args.read_text())}
 
 
 def main() -> None:
@@ -68,6 +77,7 @@ def main() -> None:
         "data": "UTKFace (Aligned & Cropped), project split: train for training, val for model selection; "
                 "test measured once",
         "recipe": train_args,
+        **_init_recipe(train_args),
         "val_metrics": {"epoch": best["epoch"], "age_mae": round(best["val_age_mae"], 4),
                         "gender_acc": round(best["val_gender_acc"], 4), "cs5": round(best["val_cs5"], 4)},
         "test_metrics": results["end-to-end"],
