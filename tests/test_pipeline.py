@@ -77,6 +77,7 @@ def test_train_evaluate_plot_predict_export(prepared, tmp_path, frl_images):
     est = load_estimator(tmp_path / "m.onnx")
     # trained on the dataset's 112 px crops resized to 64: inference cuts at 112 and resizes the same way
     assert est.preprocessing.size == 64 and est.preprocessing.crop_size == 112
+    assert "input 64px RGB (cut at 112px, then resized)" in cli("models", str(tmp_path / "m.onnx")).stdout
     from agegender.imageio import load_image
 
     crops = np.stack([load_image(p) for p in sorted((prepared / "images" / "00000").glob("*.jpg"))[:8]])

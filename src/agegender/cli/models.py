@@ -83,7 +83,8 @@ def cmd_models(a: argparse.Namespace) -> int:
         metrics = cfg.card.get("test_metrics") or cfg.card.get("val_metrics") or {}
         shown = ", ".join(f"{k} {v}" for k, v in metrics.items() if k in ("age_mae", "gender_acc", "cs5"))
         print(f"{name}: {path}")
-        print(f"  arch {cfg.arch} {cfg.arch_kwargs or ''}; input {prep.size}px {prep.color}, crop {prep.crop} "
+        cut = f" (cut at {prep.crop_size}px, then resized)" if prep.crop_size else ""
+        print(f"  arch {cfg.arch} {cfg.arch_kwargs or ''}; input {prep.size}px {prep.color}{cut}, crop {prep.crop} "
               f"margin {prep.margin}; ages {prep.age_min}..{prep.age_max}")
         if cfg.card.get("summary"):
             print(f"  {cfg.card['summary']}")
