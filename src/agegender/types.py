@@ -168,6 +168,10 @@ class Preprocessing:
     def num_ages(self) -> int:
         return self.age_max - self.age_min + 1
 
+    def same_cut(self, other: Preprocessing) -> bool:
+        """True when both cut faces alike (crop mode and margin), whatever their sizes."""
+        return self.crop == other.crop and abs(self.margin - other.margin) < 1e-6
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["mean"] = list(self.mean)

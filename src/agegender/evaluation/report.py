@@ -23,8 +23,7 @@ from .metrics import breakdown, decade_labels, summarize
 
 def crops_compatible(ds: PreparedDataset, est: Estimator) -> bool:
     """True when the dataset's stored crops are cut the way the model expects (mode and margin)."""
-    a, b = ds.preprocessing, est.preprocessing
-    return a.crop == b.crop and abs(a.margin - b.margin) < 1e-6
+    return ds.preprocessing.same_cut(est.preprocessing)
 
 
 def predict_crops(est: Estimator, ds: PreparedDataset, flip_tta: bool, progress: bool, batch: int = 256):

@@ -26,7 +26,7 @@ def teacher_targets(teacher: str, src: CropSource, data_prep: Preprocessing, stu
     """
     est = load_estimator(teacher)
     tp = est.preprocessing
-    if (tp.crop, round(tp.margin, 6)) != (data_prep.crop, round(data_prep.margin, 6)):
+    if not tp.same_cut(data_prep):
         raise ValueError(f"teacher {teacher!r} expects {tp.crop} crops with margin {tp.margin}; this dataset "
                          f"holds {data_prep.crop} crops with margin {data_prep.margin}")
     if (tp.age_min, tp.age_max) != (student_prep.age_min, student_prep.age_max):

@@ -201,8 +201,7 @@ def _load_init(net: AgeGenderNet, cfg: TrainConfig, prep: Preprocessing) -> None
     if (scfg.arch, scfg.arch_kwargs) != (cfg.arch, dict(cfg.arch_kwargs)):
         raise ValueError(f"--init {cfg.init}: architecture {scfg.arch} {scfg.arch_kwargs} differs from this "
                          f"run's {cfg.arch} {cfg.arch_kwargs}")
-    if (sp.crop, round(sp.margin, 6), sp.age_min, sp.age_max) != (prep.crop, round(prep.margin, 6), prep.age_min,
-                                                                   prep.age_max):
+    if not sp.same_cut(prep) or (sp.age_min, sp.age_max) != (prep.age_min, prep.age_max):
         raise ValueError(f"--init {cfg.init}: trained on {sp.crop} crops, margin {sp.margin}, ages "
                          f"{sp.age_min}..{sp.age_max}; this dataset has {prep.crop}, margin {prep.margin}")
     net.load_state_dict({k: v.float() for k, v in src.state_dict().items()})
