@@ -106,6 +106,39 @@ def crop_face(image: np.ndarray, det: Detection, prep: Preprocessing) -> np.ndar
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+def crop_scale(det: Detection, prep: Preprocessing) -> float:
+    """Crop pixels per image pixel when `det` is cut as `prep` says, at the size faces are cut at
+    (`prep.crop_size`, else `prep.size`); the larger of the two axes. Under 1: the crop has fewer pixels than
+    the face region it covers; over 1: it is enlarged from fewer. A crop mode this function does not know
+    gives infinity (cut from the full-size image)."""
+    cut = prep.crop_size or prep.size
+    if prep.crop == "box":  # the grown box is resized to cut x cut, each axis on its own
+        side = min(det.width, det.height) * (1.0 + 2.0 * prep.margin)
+        return cut / max(side, 1e-6)
+    if prep.crop == "align5":
+        m = crop_matrix(det, replace(prep, size=cut, crop_size=0))
+        return float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+    return float("inf")
+
+
+def crop_footprint(det: Detection, prep: Preprocessing) -> tuple[float, float, float, float] | None:
+    """The part of the image (x1, y1, x2, y2 in pixels, not clipped) that `crop_face` reads for `det`,
+    with the few pixels of slack its resampling reads around it; None for a crop mode not known here
+    (the whole image)."""
+    if prep.crop == "box":
+        x1, y1, x2, y2 = det.box
+        mw, mh = prep.margin * (x2 - x1), prep.margin * (y2 - y1)
+        return x1 - mw - 2.0, y1 - mh - 2.0, x2 + mw + 3.0, y2 + mh + 3.0
+    if prep.crop == "align5":
+        cut = prep.crop_size or prep.size
+        inv = cv2.invertAffineTransform(crop_matrix(det, replace(prep, size=cut, crop_size=0)))
+        corners = np.array([[0, 0, 1], [cut, 0, 1], [0, cut, 1], [cut, cut, 1]], np.float64) @ inv.T
+        # _shrink_for_warp reads 2 pixels around the crop's corners; bilinear sampling one more
+        return (float(corners[:, 0].min()) - 4.0, float(corners[:, 1].min()) - 4.0,
+                float(corners[:, 0].max()) + 4.0, float(corners[:, 1].max()) + 4.0)
+    return None
+
+
 def _shrink_for_warp(
     image: np.ndarray, m: np.ndarray, size: int, scale: float
 ) -> tuple[np.ndarray, np.ndarray]:
