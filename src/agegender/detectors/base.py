@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 
+from ..lazyimage import LazyImage
 from ..types import Detection
 
 
 class FaceDetector(Protocol):
-    """Finds faces in an (H, W, 3) uint8 RGB image; boxes and landmarks in that image's pixels."""
+    """Finds faces in an (H, W, 3) uint8 RGB image; boxes and landmarks in that image's pixels.
+
+    A detector may also have `input_size(width, height) -> (w, h)`: the size it shrinks an image of
+    width x height to before looking at it, so that any copy at least that large gives it the same
+    image to work on (see `detect_faces`). Without it, detectors get the full-size image.
+    """
 
     name: str
 
     def detect(self, image: np.ndarray) -> list[Detection]: ...
+
+
+def input_size(detector: FaceDetector, width: int, height: int) -> tuple[int, int]:
+    """The smallest copy (w, h) of a width x height image the detector works on as on the image itself."""
+    fn = getattr(detector, "input_size", None)
+    return (width, height) if fn is None else fn(width, height)
+
+
+def detect_faces(detector: FaceDetector, image: LazyImage) -> list[Detection]:
+    """The detector's faces in a lazily decoded image, found on the coarsest view the detector can use
+    (`input_size`), in the original image's pixels (as displayed). Raises ImageLoadError if the image
+    cannot be decoded."""
+    w, h = input_size(detector, image.width, image.height)
+    view = image.view(math.ceil(w), math.ceil(h))
+    return [view.detection_to_original(d) for d in detector.detect(view.pixels)]
 
 
 _REGISTRY: dict[str, Callable[..., FaceDetector]] = {}

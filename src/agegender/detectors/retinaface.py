@@ -94,6 +94,11 @@ class RetinaFaceDetector:
         self.min_face = min_face
         self.max_faces = max_faces
 
+    def input_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size (w, h) an image of width x height is shrunk to before detection (see FaceDetector)."""
+        geo = detection_geometry(width, height, self.max_side, self.pad)
+        return geo.small_w, geo.small_h
+
     def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, DetectionGeometry]:
         """Pad, scale and normalise: returns the (1, 3, H, W) input and its geometry."""
         h, w = image.shape[:2]

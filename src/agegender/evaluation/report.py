@@ -14,9 +14,11 @@ from tqdm import tqdm
 
 from ..align import resize_square
 from ..data.dataset import PreparedDataset
+from ..detectors.base import detect_faces
 from ..fileio import atomic_write_json, atomic_write_text
-from ..imageio import ImageLoadError, load_image
+from ..imageio import ImageLoadError
 from ..inference.predictor import Predictor
+from ..lazyimage import LazyImage
 from ..models.estimator import Estimator, load_estimator
 from .metrics import breakdown, decade_labels, summarize
 
@@ -42,14 +44,14 @@ def predict_end_to_end(predictor: Predictor, sources: list[str], progress: bool)
     n = len(sources)
     ages, pf, found = np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32), np.zeros(n, bool)
     for i, src in enumerate(tqdm(sources, desc="evaluate end-to-end", unit="img", disable=not progress)):
-        try:
-            image = load_image(src)
+        try:  # decoded as far as `predict` decodes it (agegender.lazyimage)
+            image = LazyImage.open(src)
+            dets = detect_faces(predictor.detector, image)[:1]
+            if not dets:
+                continue
+            f = predictor.estimate_faces(image, dets)[0]
         except ImageLoadError:
             continue
-        dets = predictor.detector.detect(image)[:1]
-        if not dets:
-            continue
-        f = predictor.estimate_faces(image, dets)[0]
         ages[i] = f.age
         pf[i] = f.gender_probability if f.gender.value == 1 else 1 - f.gender_probability
         found[i] = True

@@ -14,10 +14,9 @@ from typing import IO
 
 import numpy as np
 
-from ..align import crop_faces
-from ..detectors.base import select_faces
 from ..draw import annotate
-from ..imageio import ImageLoadError, load_image, save_image
+from ..imageio import ImageLoadError, save_image
+from ..lazyimage import LazyImage
 from ..types import ImageResult
 from .predictor import Predictor, expand_inputs, face_predictions
 
@@ -77,24 +76,24 @@ def skipped_note(r: ImageResult) -> str:
 
 
 def predict_stream(predictor: Predictor, paths: Iterable[str], *, workers: int = 2,
-                   batch_images: int = 8) -> Iterator[tuple[ImageResult, np.ndarray | None]]:
-    """Like `Predictor.predict_many` (same results, same order, bad files yield an error result), faster
-    on folders: `workers` threads decode, detect and crop ahead (Pillow, OpenCV and onnxruntime release
-    the GIL) while this thread estimates the faces of up to `batch_images` ready images in one batch.
-    At most 2 * workers + batch_images images are held at once, so memory stays flat on any folder.
+                   batch_images: int = 8) -> Iterator[tuple[ImageResult, LazyImage | None]]:
+    """Like `Predictor.predict_many` (same results, same order, bad files yield an error result and image
+    None), faster on folders: `workers` threads decode, detect and crop ahead (Pillow, OpenCV and
+    onnxruntime release the GIL) while this thread estimates the faces of up to `batch_images` ready images
+    in one batch. Each image is decoded only as far as its answer needs (see `Predictor.predict_image`); the
+    LazyImage yielded decodes it at full size on demand (`image.full()`). At most 2 * workers + batch_images
+    images are held at once, so memory stays flat on any folder.
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    prep = predictor.preprocessing
-
-    def front(path: str) -> tuple[ImageResult, np.ndarray | None, list, np.ndarray | None]:
+    def front(path: str) -> tuple[ImageResult, LazyImage | None, list, np.ndarray | None]:
         try:
-            image = load_image(path)
-            dets, skipped = select_faces(predictor.detector.detect(image), predictor.min_face, predictor.max_faces)
+            image = LazyImage.open(path)
+            dets, skipped = predictor.detect(image)
+            crops = predictor.crop(image, dets)
         except (ImageLoadError, ValueError) as exc:
             return ImageResult(str(path), 0, 0, [], error=str(exc)), None, [], None
-        h, w = image.shape[:2]
-        return ImageResult(str(path), w, h, [], skipped_faces=skipped), image, dets, crop_faces(image, dets, prep)
+        return ImageResult(str(path), image.width, image.height, [], skipped_faces=skipped), image, dets, crops
 
     todo = iter(paths)
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="agegender-predict") as pool:
@@ -108,8 +107,7 @@ def predict_stream(predictor: Predictor, paths: Iterable[str], *, workers: int =
             ages = p_female = np.zeros(0, np.float32)
             k = 0
             if crops:
-                out = predictor.estimator.estimate(np.concatenate(crops), flip_tta=predictor.flip_tta)
-                ages, p_female = out.ages, out.p_female
+                ages, p_female = predictor.estimate_crops(np.concatenate(crops))
             for result, image, dets, _ in group:
                 if dets:
                     result.faces = face_predictions(dets, ages[k : k + len(dets)], p_female[k : k + len(dets)])
@@ -187,7 +185,12 @@ def run_predict(
                 skipped[k] = skipped.get(k, 0) + n
             writer.write(result)
             if save_dir and image is not None:
-                save_image(os.path.join(save_dir, annotated_name(result.image, used)), annotate(image, result.faces))
+                try:  # drawn on the full-size image (decoded now), never on what the faces were cut from
+                    save_image(os.path.join(save_dir, annotated_name(result.image, used)),
+                               annotate(image.full(), result.faces))
+                except ImageLoadError as exc:
+                    failures += 1
+                    bar.write(f"agegender predict: annotated copy not written: {exc}", file=sys.stderr)
             bar.update(1)
         bar.close()
         if tmp_output:
