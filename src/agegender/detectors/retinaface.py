@@ -65,6 +65,7 @@ class RetinaFaceDetector:
         mapped back). pad: context added on each side as a fraction of the longer side, which lets the
         detector find faces that fill the whole image (tight crops such as UTKFace's).
     min_face: faces smaller than this (pixels of the original image, shorter box side) are dropped.
+    threads: onnxruntime threads (None: its default). device: cpu or cuda[:N] (see agegender.onnxrt).
     """
 
     name = "retinaface"
@@ -78,14 +79,11 @@ class RetinaFaceDetector:
         min_face: float = 10.0,
         max_faces: int | None = None,
         threads: int | None = None,
+        device: str = "cpu",
     ) -> None:
-        import onnxruntime as ort
+        from ..onnxrt import make_session
 
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(retinaface_onnx_bytes(), opts, providers=["CPUExecutionProvider"])
+        self.session = make_session(retinaface_onnx_bytes(), threads, device)
         self.input_name = self.session.get_inputs()[0].name
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold

@@ -36,6 +36,8 @@ class Predictor:
     detector: detector name or a ready FaceDetector. max_faces: keep the largest N faces per image.
     min_face: skip faces whose shorter box side is under this many pixels (counted in `skipped_faces`).
     flip_tta: average each face with its mirror image (slower, slightly more accurate).
+    device: cpu, or cuda[:N] for the detector and an .onnx model on onnxruntime's CUDA provider (needs the
+    onnxruntime-gpu package; a clear RuntimeError otherwise). threads: onnxruntime threads per session.
     """
 
     def __init__(
@@ -59,6 +61,8 @@ class Predictor:
                 kwargs["score_threshold"] = score_threshold
             if threads and detector == "retinaface":
                 kwargs["threads"] = threads
+            if device != "cpu" and detector == "retinaface":
+                kwargs["device"] = device
             detector = create_detector(detector, **kwargs)
         self.detector = detector
         self.max_faces = max_faces
