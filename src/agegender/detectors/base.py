@@ -15,9 +15,12 @@ from ..types import Detection
 class FaceDetector(Protocol):
     """Finds faces in an (H, W, 3) uint8 RGB image; boxes and landmarks in that image's pixels.
 
-    A detector may also have `input_size(width, height) -> (w, h)`: the size it shrinks an image of
-    width x height to before looking at it, so that any copy at least that large gives it the same
-    image to work on (see `detect_faces`). Without it, detectors get the full-size image.
+    A detector that shrinks large images before looking at them may also have
+    `input_size(width, height) -> (w, h)`, the size it shrinks a width x height image to, and accept
+    `detect(image, original_size=(width, height))`: `image` is then a reduced copy of such an image (at
+    least `input_size` large) and the detector works as it would on the image itself, giving boxes in the
+    copy's pixels. `detect_faces` uses this to detect on a reduced decode; other detectors get the full-size
+    image.
     """
 
     name: str
@@ -37,7 +40,10 @@ def detect_faces(detector: FaceDetector, image: LazyImage) -> list[Detection]:
     cannot be decoded."""
     w, h = input_size(detector, image.width, image.height)
     view = image.view(math.ceil(w), math.ceil(h))
-    return [view.detection_to_original(d) for d in detector.detect(view.pixels)]
+    if view.reduction == 1:
+        return detector.detect(view.pixels)
+    found = detector.detect(view.pixels, original_size=view.original_size)  # type: ignore[call-arg]
+    return [view.detection_to_original(d) for d in found]
 
 
 _REGISTRY: dict[str, Callable[..., FaceDetector]] = {}

@@ -95,8 +95,8 @@ class _Thresholded:
     def __init__(self, detector: FaceDetector, threshold: float) -> None:
         self.base, self.threshold, self.name = detector, threshold, detector.name
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        return [d for d in self.base.detect(image) if d.score >= self.threshold]
+    def detect(self, image: np.ndarray, **kwargs: object) -> list[Detection]:  # kwargs: original_size
+        return [d for d in self.base.detect(image, **kwargs) if d.score >= self.threshold]  # type: ignore[call-arg]
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
         return input_size(self.base, width, height)
