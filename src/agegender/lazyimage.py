@@ -75,17 +75,20 @@ class ImageView:
 
     def region(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
         """The original image's pixel grid over [x0, x1) x [y0, y1) (original pixels, inside the image),
-        filled from this view: each view pixel repeated reduction x reduction times. On it, any crop
-        geometry works exactly as on the full-size image (same coordinates, same sampling), from this
-        view's pixels. (h, w, 3) uint8; the view's own pixels (read-only) when reduction is 1."""
+        interpolated (bicubic) from this view: on it, any crop geometry works exactly as on the full-size
+        image (same coordinates, same sampling), from this view's pixels. (h, w, 3) uint8; a slice of the
+        view's own pixels (read-only) when reduction is 1."""
         r = self.reduction
         ox, oy = int(self.offset[0]), int(self.offset[1])
         if r == 1:
             return self.pixels[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
-        vx0, vy0 = (x0 - ox) // r, (y0 - oy) // r  # the view pixels holding the region's corners
-        vx1, vy1 = (x1 - 1 - ox) // r + 1, (y1 - 1 - oy) // r + 1
+        vh, vw = self.pixels.shape[:2]
+        ctx = 2  # view pixels of context on each side for the bicubic kernel (the image border replicates)
+        vx0, vy0 = max(0, (x0 - ox) // r - ctx), max(0, (y0 - oy) // r - ctx)
+        vx1, vy1 = min(vw, (x1 - 1 - ox) // r + 1 + ctx), min(vh, (y1 - 1 - oy) // r + 1 + ctx)
         sub = self.pixels[vy0:vy1, vx0:vx1]
-        grid = cv2.resize(sub, (sub.shape[1] * r, sub.shape[0] * r), interpolation=cv2.INTER_NEAREST)
+        # an integer-factor resize puts view pixel i's centre at original pixel r * i + (r - 1) / 2, as decoded
+        grid = cv2.resize(sub, (sub.shape[1] * r, sub.shape[0] * r), interpolation=cv2.INTER_CUBIC)
         px, py = x0 - ox - vx0 * r, y0 - oy - vy0 * r
         return grid[py : py + (y1 - y0), px : px + (x1 - x0)]
 
