@@ -25,6 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="faster, slightly less accurate: the 'fast' model and a 320 px detector input "
                         "(see README, Benchmarks)")
     p.add_argument("--workers", type=int, default=2, help="decoding and detection threads (default 2)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default), or cuda / cuda:N: onnxruntime's CUDA provider (needs onnxruntime-gpu)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_predict)
 
@@ -36,5 +38,5 @@ def cmd_predict(a: argparse.Namespace) -> int:
     return run_predict(
         inputs, model=a.model, detector=a.detector, fmt=a.format, output=a.output, save_dir=a.save_dir,
         max_faces=a.max_faces, min_face=a.min_face, threshold=a.threshold, flip_tta=a.flip_tta,
-        progress=not a.no_progress, fast=a.fast, workers=a.workers,
+        progress=not a.no_progress, fast=a.fast, workers=a.workers, device=a.device,
     )

@@ -147,11 +147,12 @@ def run_predict(
     predictor: Predictor | None = None,
     fast: bool = False,
     workers: int = 2,
+    device: str = "cpu",
 ) -> int:
     """Predict every input, streaming results; returns 0 if all inputs were read, 1 if any failed.
 
     fast: the lighter model and a smaller detector input (see FAST_MODEL). workers: decoding and detection
-    threads of the folder pipeline (`predict_stream`)."""
+    threads of the folder pipeline (`predict_stream`). device: cpu or cuda[:N] (see Predictor)."""
     from tqdm import tqdm
 
     paths = expand_inputs(inputs)
@@ -160,8 +161,9 @@ def run_predict(
         return 1
     if fast and model == "default":
         model = FAST_MODEL
+    # the pipeline's threads are its parallelism: one onnxruntime thread per session (more only spin)
     pred = predictor or Predictor(model, detector, score_threshold=threshold, max_faces=max_faces, min_face=min_face,
-                                  flip_tta=flip_tta)
+                                  flip_tta=flip_tta, device=device, threads=1 if workers > 1 else None)
     # the results file is written under a temporary name and renamed when complete: a killed run never
     # leaves a half-written file under the name asked for
     tmp_output = Path(output).with_name(f".{Path(output).name}.tmp{os.getpid()}") if output else None
