@@ -6,8 +6,8 @@ DCT domain, a fraction of a full decode's time and memory; other formats: always
 map from its pixels to the original image's. A detector runs on the coarsest view it can use
 (`detectors.base.detect_faces`); each face is cut from the coarsest view that still gives the model at least
 two real pixels per pixel of its crop (`crop_faces_from`), so a small face in a large photo is cut from a
-finer view (or the full-size image), decoded for it. A crop cut from a view follows the full-size crop's
-geometry and sampling exactly, on the view's pixels (`ImageView.region`). Boxes and landmarks are always in
+finer view (or the full-size image), decoded for it. A crop cut from a view has the geometry it has on the
+full-size image, read from the view's pixels (`ViewSource`). Boxes and landmarks are always in
 the original image's pixels, as displayed (after EXIF orientation). Decoding follows `imageio.decode`
 exactly: orientation, colour modes, pixel limits and errors are those of `load_image`.
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .align import crop_face, crop_footprint, crop_scale
+from .align import crop_face, crop_scale
 from .imageio import MAX_PIXELS, TRANSPOSING_ORIENTATIONS, decode, probe, read_image_file
 from .types import Detection, Preprocessing
 
@@ -72,25 +72,6 @@ class ImageView:
         box = np.clip(corners.ravel(), 0.0, [w, h, w, h])
         lms = None if det.landmarks is None else self.points_to_original(det.landmarks)
         return Detection(tuple(float(v) for v in box), det.score, lms)
-
-    def region(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
-        """The original image's pixel grid over [x0, x1) x [y0, y1) (original pixels, inside the image),
-        interpolated (bicubic) from this view: on it, any crop geometry works exactly as on the full-size
-        image (same coordinates, same sampling), from this view's pixels. (h, w, 3) uint8; a slice of the
-        view's own pixels (read-only) when reduction is 1."""
-        r = self.reduction
-        ox, oy = int(self.offset[0]), int(self.offset[1])
-        if r == 1:
-            return self.pixels[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
-        vh, vw = self.pixels.shape[:2]
-        ctx = 2  # view pixels of context on each side for the bicubic kernel (the image border replicates)
-        vx0, vy0 = max(0, (x0 - ox) // r - ctx), max(0, (y0 - oy) // r - ctx)
-        vx1, vy1 = min(vw, (x1 - 1 - ox) // r + 1 + ctx), min(vh, (y1 - 1 - oy) // r + 1 + ctx)
-        sub = self.pixels[vy0:vy1, vx0:vx1]
-        # an integer-factor resize puts view pixel i's centre at original pixel r * i + (r - 1) / 2, as decoded
-        grid = cv2.resize(sub, (sub.shape[1] * r, sub.shape[0] * r), interpolation=cv2.INTER_CUBIC)
-        px, py = x0 - ox - vx0 * r, y0 - oy - vy0 * r
-        return grid[py : py + (y1 - y0), px : px + (x1 - x0)]
 
 
 def reduction_for(size: tuple[int, int], need: tuple[int, int]) -> int:
@@ -209,13 +190,66 @@ class LazyImage:
         return ImageView(pixels, r, (W, H), offset)
 
 
+class ViewSource:
+    """A view as the `align.PixelSource` of the full-size image: regions are asked for in the original
+    image's pixels and read from the view's, so a crop keeps the geometry it has on the full-size image.
+
+    Area averaging is a box filter the size of each output pixel's footprint (in view pixels) followed by
+    bicubic sampling at the footprint centres; bilinear reads sample the view bilinearly at the positions
+    the full-size read samples.
+    """
+
+    def __init__(self, view: ImageView) -> None:
+        self.view = view
+        self.width, self.height = view.original_size
+        r, (ox, oy) = view.reduction, view.offset
+        # original pixel index p -> view pixel index (p + 0.5 - offset) / r - 0.5 (pixel centres)
+        self._to_view = np.array([[1 / r, 0, (0.5 - ox) / r - 0.5], [0, 1 / r, (0.5 - oy) / r - 0.5], [0, 0, 1]])
+
+    def _sample(self, image: np.ndarray, out_to_view: np.ndarray, w: int, h: int, flags: int) -> np.ndarray:
+        return cv2.warpAffine(image, out_to_view[:2], (w, h), flags=flags | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REPLICATE)
+
+    def area(self, x0: int, y0: int, x1: int, y1: int, w: int, h: int) -> np.ndarray:
+        r, (ox, oy) = self.view.reduction, self.view.offset
+        fx, fy = w / (x1 - x0), h / (y1 - y0)  # output pixels per original pixel
+        kx, ky = box_kernel(1.0 / (fx * r)), box_kernel(1.0 / (fy * r))
+        reach = max(len(kx), len(ky)) // 2 + 3  # the box's half-width and the bicubic kernel's
+        vh, vw = self.view.pixels.shape[:2]
+        vx0, vy0 = max(0, math.floor((x0 - ox) / r) - reach), max(0, math.floor((y0 - oy) / r) - reach)
+        vx1, vy1 = min(vw, math.ceil((x1 - ox) / r) + reach), min(vh, math.ceil((y1 - oy) / r) + reach)
+        sub = cv2.sepFilter2D(self.view.pixels[vy0:vy1, vx0:vx1], cv2.CV_32F, kx, ky, borderType=cv2.BORDER_REPLICATE)
+        # output pixel j covers original [x0 + j / fx, x0 + (j + 1) / fx): sample the filtered view at its centre
+        out_to_orig = np.array([[1 / fx, 0, x0 + 0.5 / fx - 0.5], [0, 1 / fy, y0 + 0.5 / fy - 0.5], [0, 0, 1]])
+        m = np.array([[1, 0, -vx0], [0, 1, -vy0], [0, 0, 1]]) @ self._to_view @ out_to_orig
+        out = self._sample(sub, m, w, h, cv2.INTER_CUBIC)
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+    def resized(self, x0: int, y0: int, x1: int, y1: int, w: int, h: int) -> np.ndarray:
+        sx, sy = (x1 - x0) / w, (y1 - y0) / h  # cv2.resize samples output j at (j + 0.5) * sx - 0.5
+        out_to_orig = np.array([[sx, 0, x0 + 0.5 * sx - 0.5], [0, sy, y0 + 0.5 * sy - 0.5], [0, 0, 1]])
+        return self._sample(self.view.pixels, self._to_view @ out_to_orig, w, h, cv2.INTER_LINEAR)
+
+    def warped(self, m: np.ndarray, size: int) -> np.ndarray:
+        out_to_orig = np.linalg.inv(np.vstack([m, [0, 0, 1]]))
+        return self._sample(self.view.pixels, self._to_view @ out_to_orig, size, size, cv2.INTER_LINEAR)
+
+
+def box_kernel(width: float) -> np.ndarray:
+    """Weights of a box `width` samples wide centred on a sample (fractional at its two ends), summing to 1."""
+    half = int(math.ceil(width / 2 + 0.5))
+    t = np.arange(-half, half + 1, dtype=np.float64)
+    w = np.clip(np.minimum(t + 0.5, width / 2) - np.maximum(t - 0.5, -width / 2), 0.0, None)
+    return (w / w.sum()).astype(np.float32)
+
+
 def crop_faces_from(image: LazyImage, detections: list[Detection], prep: Preprocessing,
                     min_pixels: float = MIN_PIXELS_PER_CROP_PIXEL) -> np.ndarray:
-    """All faces of a lazy image as an (N, size, size, 3) uint8 RGB batch, cut exactly as `align.crop_faces`
-    cuts them from the full-size image (same geometry and sampling), each from the coarsest view with at
-    least `min_pixels` real pixels per pixel of the crop at the size the model cuts faces at
-    (`prep.crop_size`, else `prep.size`): views already decoded first, else one decoded for the face.
-    Detections are in the original image's pixels."""
+    """All faces of a lazy image as an (N, size, size, 3) uint8 RGB batch, cut with the geometry
+    `align.crop_faces` has on the full-size image, each from the coarsest view with at least `min_pixels`
+    real pixels per pixel of the crop at the size the model cuts faces at (`prep.crop_size`, else
+    `prep.size`): views already decoded first, else one decoded for the face. A face that needs the full
+    size is cut exactly as from `load_image`'s array. Detections are in the original image's pixels."""
     if not detections:
         return np.zeros((0, prep.size, prep.size, 3), np.uint8)
     return np.stack([crop_face_from(image, det, prep, min_pixels) for det in detections])
@@ -225,19 +259,7 @@ def crop_face_from(image: LazyImage, det: Detection, prep: Preprocessing,
                    min_pixels: float = MIN_PIXELS_PER_CROP_PIXEL) -> np.ndarray:
     """One face of a lazy image, (size, size, 3) uint8 RGB; see crop_faces_from."""
     view = image.finest_view_within(crop_reduction(det, prep, min_pixels))
-    w, h = view.original_size
-    foot = crop_footprint(det, prep)
-    if view.reduction == 1 and view.offset == (0.0, 0.0) or foot is None:
-        return crop_face(image.full() if foot is None else view.pixels, det, prep)
-    # the region the crop reads, clipped to the image (so borders replicate where they did before)
-    x0, y0 = max(0, math.floor(foot[0])), max(0, math.floor(foot[1]))
-    x1, y1 = min(w, max(x0 + 1, math.ceil(foot[2]))), min(h, max(y0 + 1, math.ceil(foot[3])))
-    if x0 >= w or y0 >= h:
-        x0, y0, x1, y1 = 0, 0, w, h
-    region = view.region(x0, y0, x1, y1)
-    shifted = Detection((det.box[0] - x0, det.box[1] - y0, det.box[2] - x0, det.box[3] - y0), det.score,
-                        None if det.landmarks is None else det.landmarks - np.array([x0, y0], np.float32))
-    return crop_face(region, shifted, prep)
+    return crop_face(view.pixels if view.reduction == 1 else ViewSource(view), det, prep)
 
 
 def crop_reduction(det: Detection, prep: Preprocessing, min_pixels: float = MIN_PIXELS_PER_CROP_PIXEL) -> int:
