@@ -296,7 +296,11 @@ def test_server_process_answers_a_phone_upload(frl_images):
     with serve_process(["--log-level", "warning"]) as url:
         r = httpx.post(url + "/v1/predict", content=data, headers={"Content-Type": "image/jpeg"}, timeout=120)
     assert r.status_code == 200, r.text
-    assert r.json() == expected
+    got = r.json()
+    assert (got["width"], got["height"]) == (expected["width"], expected["height"]) == (3000, 4000)
+    (a,), (b,) = got["faces"], expected["faces"]  # the server runs 1 onnxruntime thread: the last digit may differ
+    assert a["box"] == pytest.approx(b["box"], abs=0.15) and a["gender"] == b["gender"]
+    assert a["age"] == pytest.approx(b["age"], abs=0.15)
 
 
 def test_prepare_cuts_large_photos_from_reduced_views(frl_images, tmp_path):

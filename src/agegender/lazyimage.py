@@ -194,9 +194,9 @@ class ViewSource:
     """A view as the `align.PixelSource` of the full-size image: regions are asked for in the original
     image's pixels and read from the view's, so a crop keeps the geometry it has on the full-size image.
 
-    Area averaging is a box filter the size of each output pixel's footprint (in view pixels) followed by
-    bicubic sampling at the footprint centres; bilinear reads sample the view bilinearly at the positions
-    the full-size read samples.
+    Area averaging is a box filter the size of each output pixel's footprint (in view pixels, less the
+    averaging a view pixel has done already) followed by bicubic sampling at the footprint centres;
+    bilinear reads sample the view bilinearly at the positions the full-size read samples.
     """
 
     def __init__(self, view: ImageView) -> None:
@@ -213,7 +213,10 @@ class ViewSource:
     def area(self, x0: int, y0: int, x1: int, y1: int, w: int, h: int) -> np.ndarray:
         r, (ox, oy) = self.view.reduction, self.view.offset
         fx, fy = w / (x1 - x0), h / (y1 - y0)  # output pixels per original pixel
-        kx, ky = box_kernel(1.0 / (fx * r)), box_kernel(1.0 / (fy * r))
+        # each footprint is 1 / (f r) view pixels wide; a view pixel already averages r x r original pixels,
+        # so the box adds what the footprint has beyond that (the same variance: width^2 - 1)
+        kx = box_kernel(math.sqrt(max(1.0 / (fx * r) ** 2 - 1.0, 0.0)))
+        ky = box_kernel(math.sqrt(max(1.0 / (fy * r) ** 2 - 1.0, 0.0)))
         reach = max(len(kx), len(ky)) // 2 + 3  # the box's half-width and the bicubic kernel's
         vh, vw = self.view.pixels.shape[:2]
         vx0, vy0 = max(0, math.floor((x0 - ox) / r) - reach), max(0, math.floor((y0 - oy) / r) - reach)
@@ -236,7 +239,10 @@ class ViewSource:
 
 
 def box_kernel(width: float) -> np.ndarray:
-    """Weights of a box `width` samples wide centred on a sample (fractional at its two ends), summing to 1."""
+    """Weights of a box `width` samples wide centred on a sample (fractional at its two ends), summing to 1;
+    [1] for a box no wider than one sample."""
+    if width <= 1.0:
+        return np.ones(1, np.float32)
     half = int(math.ceil(width / 2 + 0.5))
     t = np.arange(-half, half + 1, dtype=np.float64)
     w = np.clip(np.minimum(t + 0.5, width / 2) - np.maximum(t - 0.5, -width / 2), 0.0, None)
