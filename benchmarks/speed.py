@@ -9,7 +9,7 @@ Each system runs in a fresh process of its own (so peak memory is its own and no
     For our models also through the folder pipeline `predict_stream` in this process, and through the
     `agegender predict` command itself (its own process; start-up, measured apart, is left out: the rate is
     that of 3 x the portraits minus one portrait, so it is the rate a long folder runs at);
-(c) peak resident memory of the process;
+(c) peak resident memory of the process, and CPU time per portrait (all threads);
 (d) a 12-megapixel phone-style JPEG (a portrait upscaled to 3000x4000 and stored turned, with EXIF
     orientation 6, made here): seconds per image and peak memory, each in a fresh process, before (a full
     `load_image` decode, then `predict_array`: what `Predictor.predict` did before reduced decoding) and
@@ -53,15 +53,18 @@ def rate(fn: Callable[[], object], items: int, min_seconds: float = SECONDS) -> 
             return calls * items / elapsed
 
 
-def best_rate(run: Callable[[list[str]], object], paths: list[str], repeat: int) -> float:
-    """Images per second of run(paths) (after a warm-up on the first image), the best of `repeat` passes."""
+def best_rate(run: Callable[[list[str]], object], paths: list[str], repeat: int) -> tuple[float, float]:
+    """Images per second of run(paths) (after a warm-up on the first image), the best of `repeat` passes,
+    and the process's CPU milliseconds per image in that pass (steadier than wall time on a busy machine)."""
     run(paths[:1])
-    best = 0.0
+    best, cpu = 0.0, 0.0
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         run(paths)
-        best = max(best, len(paths) / (time.perf_counter() - t0))
-    return best
+        r = len(paths) / (time.perf_counter() - t0)
+        if r > best:
+            best, cpu = r, (time.process_time() - c0) * 1000 / len(paths)
+    return best, cpu
 
 
 def decoded_then(system) -> Callable[[list[str]], None]:
@@ -105,15 +108,13 @@ def worker(spec: str, frl: list[str], utk: list[str], wrn_weights: str | None, r
     out = {"load_s": time.perf_counter() - t0}
     out["est_b1"] = rate(system.estimator_call(1), 1)
     out["est_b64"] = rate(system.estimator_call(64), 64)
-    if spec in PEERS:
-        out["frl_img_s"] = best_rate(decoded_then(system), frl, repeat)
-        out["utk_img_s"] = best_rate(decoded_then(system), utk, repeat)
-    else:
-        out["frl_img_s"] = best_rate(from_file(system), frl, repeat)
-        out["frl_array_img_s"] = best_rate(decoded_then(system), frl, repeat)
-        out["frl_pipe_img_s"] = best_rate(pipelined(system), frl, repeat)
-        out["utk_img_s"] = best_rate(from_file(system), utk, repeat)
-        out["utk_pipe_img_s"] = best_rate(pipelined(system), utk, repeat)
+    one_at_a_time = decoded_then(system) if spec in PEERS else from_file(system)
+    out["frl_img_s"], out["frl_cpu_ms"] = best_rate(one_at_a_time, frl, repeat)
+    out["utk_img_s"], _ = best_rate(one_at_a_time, utk, repeat)
+    if spec not in PEERS:
+        out["frl_array_img_s"], _ = best_rate(decoded_then(system), frl, repeat)
+        out["frl_pipe_img_s"], out["frl_pipe_cpu_ms"] = best_rate(pipelined(system), frl, repeat)
+        out["utk_pipe_img_s"], _ = best_rate(pipelined(system), utk, repeat)
     out["peak_mb"] = peak_mb()
     return out
 
@@ -167,19 +168,27 @@ def cli_args(spec: str) -> list[str]:
 def cli_rate(spec: str, paths: list[str], repeat: int) -> dict[str, float]:
     """`agegender predict` on 3 x the portraits and on one portrait, each in its own process: the images per
     second of the difference (start-up left out) and the start-up time (the one-portrait run)."""
-    def timed(files: list[str]) -> float:
+    def timed(files: list[str]) -> tuple[float, float]:  # wall seconds, the child's CPU seconds
         cmd = [sys.executable, "-m", "agegender.cli", "predict", *files, "--format", "jsonl", "--no-progress",
                *cli_args(spec)]
-        t0 = time.perf_counter()
+        c0, t0 = children_cpu(), time.perf_counter()
         proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"agegender predict failed: {proc.stderr[-1000:]}")
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, children_cpu() - c0
 
     many = paths * 3
     one = min(timed(paths[:1]) for _ in range(repeat))
     full = min(timed(many) for _ in range(repeat))
-    return {"cli_img_s": (len(many) - 1) / max(full - one, 1e-9), "cli_start_s": one}
+    n = len(many) - 1
+    return {"cli_img_s": n / max(full[0] - one[0], 1e-9), "cli_start_s": one[0],
+            "cli_cpu_ms": (full[1] - one[1]) * 1000 / n}
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children so far."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 COLUMNS = [("est_b1", "estimator b1 faces/s", "{:.0f}"), ("est_b64", "estimator b64 faces/s", "{:.0f}"),
@@ -189,6 +198,8 @@ COLUMNS = [("est_b1", "estimator b1 faces/s", "{:.0f}"), ("est_b64", "estimator 
            ("utk_img_s", "UTKFace img/s", "{:.1f}"), ("utk_pipe_img_s", "UTKFace img/s (pipeline)", "{:.1f}"),
            ("peak_mb", "peak memory MB", "{:.0f}"), ("load_s", "load s", "{:.1f}"),
            ("cli_start_s", "`agegender predict` start-up s", "{:.1f}")]
+CPU_COLUMNS = [("frl_cpu_ms", "one at a time", "{:.0f}"), ("frl_pipe_cpu_ms", "pipeline", "{:.0f}"),
+               ("cli_cpu_ms", "`agegender predict`", "{:.0f}")]
 PHONE_COLUMNS = [("phone_before_s", "s/image before", "{:.3f}"), ("phone_after_s", "s/image after", "{:.3f}"),
                  ("phone_before_mb", "peak MB before", "{:.0f}"), ("phone_after_mb", "peak MB after", "{:.0f}"),
                  ("phone_before_extra_mb", "image's MB before", "{:.0f}"),
@@ -289,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", f"Each as a ratio to `{base}` (throughput: system / {base}; memory, load: system / {base}):", "",
                   *ratio_table(results, base)]
         lines += ["", f"Targets (issue 15), `{base}`:", *targets(results, base)]
+    lines += ["", "CPU milliseconds per portrait, all threads (steadier than images/s when other work shares the "
+              "machine; one at a time: the portraits img/s run above):", "", *table(results, CPU_COLUMNS)]
     if phone:
         lines += ["", f"12-megapixel phone JPEG ({PHONE_SIZE[0]}x{PHONE_SIZE[1]} as displayed, EXIF orientation 6; "
                   "median of 3 runs, each system in a fresh process; 'image's MB': peak memory above the process "
