@@ -303,9 +303,10 @@ def test_server_process_answers_a_phone_upload(frl_images):
     assert a["age"] == pytest.approx(b["age"], abs=0.15)
 
 
-def test_prepare_cuts_large_photos_from_reduced_views(frl_images, tmp_path):
+def test_prepare_and_evaluate_read_large_photos_from_reduced_views(frl_images, tmp_path):
     """`agegender prepare` on large photos (2700 x 3600, one with EXIF orientation 6): each stored crop is
-    the one cut from the reduced view, byte for byte."""
+    the one cut from the reduced view, byte for byte; `agegender evaluate --mode end-to-end` on them gives
+    what Predictor.predict gives."""
     from agegender.data.prepare import CropSpec, choose_face
     from agegender.imageio import save_image
 
@@ -330,3 +331,19 @@ def test_prepare_cuts_large_photos_from_reduced_views(frl_images, tmp_path):
         crop = crop_faces_from(image, [face], prep)[0]
         save_image(tmp_path / "expected.jpg", crop, quality=95)
         assert (tmp_path / "expected.jpg").read_bytes() == (tmp_path / "data" / row["file"]).read_bytes()
+    # end-to-end evaluation reads the same files the same way Predictor.predict does (and --fast as predict --fast)
+    from agegender.inference.batch import use_fast_detector
+
+    for fast in (False, True):
+        out = tmp_path / f"eval-{fast}"
+        cli("evaluate", "default", str(tmp_path / "data"), "--split", "train", "--mode", "end-to-end", "-o", str(out),
+            "--no-progress", *(["--fast"] if fast else []))
+        report = json.loads((out / "report.json").read_text())
+        assert report["fast_detector"] is fast and report["overall"]["faces_found"] == 1.0
+        predictor = Predictor()
+        if fast:
+            use_fast_detector(predictor)
+        with open(out / "predictions.csv", newline="") as f:
+            for row in csv.DictReader(f):
+                (face,) = predictor.predict(row["source"]).faces
+                assert float(row["pred_age"]) == pytest.approx(face.age, abs=0.01)

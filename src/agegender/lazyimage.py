@@ -59,10 +59,6 @@ class ImageView:
         """(..., 2) view points -> original image points (continuous coordinates), float32."""
         return (np.asarray(pts, np.float64) * self.reduction + np.asarray(self.offset)).astype(np.float32)
 
-    def points_from_original(self, pts: np.ndarray) -> np.ndarray:
-        """(..., 2) original image points -> view points (continuous coordinates), float64."""
-        return (np.asarray(pts, np.float64) - np.asarray(self.offset)) / self.reduction
-
     def detection_to_original(self, det: Detection) -> Detection:
         """A detection found on this view, in the original image's pixels (box clipped to the image)."""
         if self.reduction == 1 and self.offset == (0.0, 0.0):
@@ -168,7 +164,7 @@ class LazyImage:
         """The full-size (H, W, 3) uint8 RGB image (read-only; copy it to draw on it)."""
         return self.view_at(1).pixels
 
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:  # noqa: ANN001 - numpy's protocol
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:  # numpy's array protocol
         arr = self.full()
         return arr.astype(dtype) if dtype is not None else (arr.copy() if copy else arr)
 

@@ -17,6 +17,7 @@ from ..data.dataset import PreparedDataset
 from ..detectors.base import detect_faces
 from ..fileio import atomic_write_json, atomic_write_text
 from ..imageio import ImageLoadError
+from ..inference.batch import use_fast_detector
 from ..inference.predictor import Predictor
 from ..lazyimage import LazyImage
 from ..models.estimator import Estimator, load_estimator
@@ -70,8 +71,9 @@ def markdown_table(rows: dict[str, dict[str, Any]], first: str) -> str:
 
 def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.PathLike[str], split: str,
                    out: str | os.PathLike[str], mode: str = "auto", flip_tta: bool = False,
-                   progress: bool = True, detector: str = "retinaface") -> dict[str, Any]:
-    """Evaluate and write the report into `out`; returns the report dict. `detector`: end-to-end only."""
+                   progress: bool = True, detector: str = "retinaface", fast_detector: bool = False) -> dict[str, Any]:
+    """Evaluate and write the report into `out`; returns the report dict. `detector`: end-to-end only;
+    fast_detector: its input at `predict --fast`'s size (end-to-end only)."""
     from .plots import plot_error_by_group, plot_predicted_vs_true
 
     est = model if hasattr(model, "estimate") else load_estimator(model)  # type: ignore[arg-type]
@@ -88,7 +90,10 @@ def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.Pat
             )
         ages, pf, found = predict_crops(est, ds, flip_tta, progress)
     else:
-        ages, pf, found = predict_end_to_end(Predictor(est, detector, flip_tta=flip_tta), ds.column("source"), progress)
+        predictor = Predictor(est, detector, flip_tta=flip_tta)
+        if fast_detector:
+            use_fast_detector(predictor)
+        ages, pf, found = predict_end_to_end(predictor, ds.column("source"), progress)
     true_age, true_gender = ds.ages, ds.genders
     report: dict[str, Any] = {
         "model": str(getattr(est, "path", model)),
@@ -96,6 +101,7 @@ def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.Pat
         "split": split,
         "mode": mode,
         "detector": detector if mode == "end-to-end" else None,
+        "fast_detector": fast_detector if mode == "end-to-end" else None,
         "flip_tta": flip_tta,
         "overall": summarize(ages, pf, true_age, true_gender, found),
         "by_decade": breakdown(decade_labels(true_age), ages, pf, true_age, true_gender, found),
