@@ -1,8 +1,9 @@
 """Crop geometry: from a detection to the square face crop a model sees.
 
-Two modes, chosen by a model's stored Preprocessing:
+Three modes, chosen by a model's stored Preprocessing:
 - "align5": a similarity transform maps the 5 detector landmarks onto a fixed template, with `margin`
-  extra context on each side (fraction of the template face's size).
+  extra context on each side (fraction of the template face's size);
+- "square": a square centred on the detection box, side (1 + 2 margin) x the box's longer side, upright;
 - "box": the original Keras demo's crop: the detection box grown by `margin` of its width/height on each
   side, clipped to the image, resized to a square (aspect not kept).
 """
@@ -72,16 +73,23 @@ def box_crop_window(
 
 
 def crop_matrix(det: Detection, prep: Preprocessing) -> np.ndarray:
-    """(2, 3) affine matrix mapping image pixels to crop pixels for one detection (align5 mode).
+    """(2, 3) affine matrix mapping image pixels to crop pixels for one detection (align5 and square modes).
 
-    Falls back to a square box crop around the detection when it has no usable landmarks (none, not finite,
-    or all at one point).
+    align5 falls back to the square crop when the detection has no usable landmarks (none, not finite, or
+    all at one point).
     """
     size, margin = prep.size, prep.margin
     lms = det.landmarks
-    if lms is not None and np.isfinite(lms).all() and np.ptp(np.asarray(lms, np.float64), axis=0).max() > 1e-3:
+    usable = lms is not None and np.isfinite(lms).all() and np.ptp(np.asarray(lms, np.float64), axis=0).max() > 1e-3
+    if prep.crop == "align5" and usable:
         return similarity_transform(lms, template_points(size, margin))
-    x1, y1, x2, y2 = det.box
+    return square_matrix(det.box, size, margin)
+
+
+def square_matrix(box: tuple[float, float, float, float], size: int, margin: float) -> np.ndarray:
+    """(2, 3) matrix taking the square of side (1 + 2 margin) x max(box width, height), centred on the box, to
+    a size x size crop (uniform scale, no rotation)."""
+    x1, y1, x2, y2 = box
     side = max(x2 - x1, y2 - y1) * (1.0 + 2.0 * margin)
     cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
     s = size / max(side, 1e-6)

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     ("download", ["add_parser"]),
     ("models", ["add_parser", "add_models_parser"]),
     ("keras", ["add_parser"]),
+    ("tfjs", ["add_parser"]),
     ("demo", ["add_parser"]),
     ("serve", ["add_parser"]),
 ]

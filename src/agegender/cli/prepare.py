@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-second-face", action="store_true", help="IMDB-WIKI: keep photos with a second face")
     p.add_argument("--min-age", type=int, default=0)
     p.add_argument("--max-age", type=int, default=100)
-    p.add_argument("--crop", choices=["align5", "box"], default="align5")
+    p.add_argument("--crop", choices=["align5", "square", "box"], default="align5")
     p.add_argument("--margin", type=float, default=0.25, help="context around the face, fraction per side")
     p.add_argument("--size", type=int, default=112, help="stored crop side in pixels")
     p.add_argument("--detector", default="retinaface")
