@@ -16,6 +16,7 @@ UTK_DIR = DATASETS / "UTKFace"
 UTK_SPLIT = DATASETS / "UTKFace-split.csv"
 WIKI_MAT = DATASETS / "imdb_wiki" / "wiki.mat"
 FRL_DIR = DATASETS / "frl_canada"
+AAF_DIR = DATASETS / "AAF"
 
 
 def need(path: Path) -> Path:

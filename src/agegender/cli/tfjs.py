@@ -25,7 +25,16 @@ def cmd_import_tfjs(a: argparse.Namespace) -> int:
 
     state, cfg = import_tfjs(a.model, a.size)
     if out.suffix == ".onnx":
-        _write_onnx(state, cfg, out)
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise RuntimeError("import-tfjs -o X.onnx needs PyTorch (pip install 'agegender[train]'); "
+                               "-o X.safetensors needs only NumPy") from None
+        from ..export.onnx_export import export_state_onnx
+
+        with warnings.catch_warnings():  # the torch exporter's tracing notes are not for users
+            warnings.simplefilter("ignore")
+            export_state_onnx(state, cfg, out)
     else:
         from ..models.config import save_numpy_weights
 
@@ -38,20 +47,3 @@ def cmd_import_tfjs(a: argparse.Namespace) -> int:
     if cfg.card.get("not_for_training"):
         print(f"  note: {cfg.card['not_for_training']}")
     return 0
-
-
-def _write_onnx(state, cfg, out: Path) -> None:
-    try:
-        import torch
-    except ImportError:
-        raise RuntimeError("import-tfjs -o X.onnx needs PyTorch (pip install 'agegender[train]'); "
-                           "-o X.safetensors needs only NumPy") from None
-    from ..export.onnx_export import export_onnx
-    from ..models.torch_weights import build_from_config
-
-    net = build_from_config(cfg)
-    net.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
-    net.eval()
-    with warnings.catch_warnings():  # the torch exporter's tracing notes are not for users
-        warnings.simplefilter("ignore")
-        export_onnx(net, cfg, out)

@@ -20,8 +20,10 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 
 def same_pads(x: torch.Tensor, kernel: int, stride: int) -> list[int]:
-    """F.pad's [left, right, top, bottom] for an (N, C, H, W) input."""
-    return [*same_padding(x.shape[3], kernel, stride), *same_padding(x.shape[2], kernel, stride)]
+    """F.pad's [left, right, top, bottom] for an (N, C, H, W) input, as plain ints: an exported graph gets
+    constant pads (fixed for its input size) that ONNX Runtime folds into the convolution."""
+    h, w = int(x.shape[2]), int(x.shape[3])
+    return [*same_padding(w, kernel, stride), *same_padding(h, kernel, stride)]
 
 
 class SameConv2d(nn.Conv2d):
