@@ -15,8 +15,8 @@ import torch
 
 from ..models.config import METADATA_KEY, ModelConfig
 from ..models.nets import AgeGenderNet, DecodedNet
+from ..models.onnx_graph import constant_folded, fold_pads_into_convs
 from ..models.torch_weights import load_model
-from .onnx_passes import constant_folded, fold_pads_into_convs
 
 
 def export_onnx(model: AgeGenderNet, cfg: ModelConfig, out: str | os.PathLike[str], opset: int = 17) -> Path:

@@ -62,7 +62,11 @@ class AgeGenderNet(nn.Module):
         self.age_head = nn.Linear(num_features, 1 if age_regression else num_ages, bias=head_bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.dropout(self.backbone(x))
+        return self.heads(self.backbone(x))
+
+    def heads(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, F) backbone features -> gender logits, age output."""
+        f = self.dropout(f)
         return self.gender_head(f), self.age_head(f)
 
 
@@ -141,6 +145,21 @@ class CompactResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x).mean(dim=(2, 3))
+
+    def split(self, k: int) -> tuple[nn.Module, nn.Module]:
+        """(lower, upper) sharing this network's modules: the first k layers, and the rest with pooling."""
+        if not 1 <= k < len(self.features):
+            raise ValueError(f"resnet: split point {k} outside 1..{len(self.features) - 1}")
+        return self.features[:k], _PooledTail(self.features[k:])
+
+
+class _PooledTail(nn.Module):
+    def __init__(self, layers: nn.Module) -> None:
+        super().__init__()
+        self.layers = layers
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x).mean(dim=(2, 3))
 
 
 @register_backbone("resnet")

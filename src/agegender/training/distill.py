@@ -15,6 +15,7 @@ from ..align import resize_square
 from ..models.estimator import load_estimator
 from ..types import Preprocessing
 from .batches import CropSource, read_crop
+from .init_weights import refuse_untrainable
 
 
 def teacher_targets(teacher: str, src: CropSource, data_prep: Preprocessing, student_prep: Preprocessing,
@@ -25,6 +26,7 @@ def teacher_targets(teacher: str, src: CropSource, data_prep: Preprocessing, stu
     mode and margin) and over the student's age classes, else ValueError.
     """
     est = load_estimator(teacher)
+    refuse_untrainable("--teacher", teacher, est.config)
     tp = est.preprocessing
     if not tp.same_cut(data_prep):
         raise ValueError(f"teacher {teacher!r} expects {tp.crop} crops with margin {tp.margin}; this dataset "

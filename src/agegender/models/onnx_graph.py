@@ -1,4 +1,5 @@
-"""Small rewrites of exported ONNX graphs that ONNX Runtime does not do by itself.
+"""ONNX graphs of our networks: small rewrites that ONNX Runtime does not do by itself, and the export of a
+plain feature module (the frozen lower layers of the CPU training recipe).
 
 `constant_folded`: the graph after ONNX Runtime's basic (standard-ops-only) optimisations, chiefly
 constant folding, so that shapes and pads computed from constants become constants.
@@ -91,3 +92,25 @@ def fold_pads_into_convs(model: Any) -> int:
     for node in folded:
         graph.node.remove(node)
     return len(folded)
+
+
+def export_features_onnx(module: Any, size: int, path: str) -> str:
+    """Trace a torch module (N, 3, size, size) float32 -> (N, ...) to ONNX at `path` (dynamic batch, constants
+    folded, pads folded into convolutions); returns the path. Needs torch and onnx."""
+    import os
+    import warnings
+
+    import onnx
+    import torch
+
+    tmp = f"{path}.tmp"
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracing notes (TF 'SAME' pads fixed per input size) are expected
+        torch.onnx.export(module.eval(), (torch.zeros(2, 3, size, size),), tmp, input_names=["input"],
+                          output_names=["features"], dynamic_axes={"input": {0: "batch"}, "features": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+    proto = constant_folded(tmp)
+    fold_pads_into_convs(proto)
+    onnx.save(proto, tmp)
+    os.replace(tmp, path)
+    return path
