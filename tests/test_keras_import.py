@@ -284,3 +284,64 @@ def test_same_padding_and_pooling_match_tensorflow(size):
     with torch.no_grad():
         ours = SameAvgPool(8)(xt).numpy().transpose(0, 2, 3, 1)
     assert np.abs(ours - ref).max() < 1e-5
+
+
+@pytest.mark.slow
+def test_import_keras_needs_no_torch(keras_h5, imported, tmp_path):
+    """`import-keras` to .safetensors (h5py + numpy) and to .onnx (+ onnx) with torch absent: blocked in
+    the child here, really absent in CI's venv of the wheel with the 'keras' extra. The ONNX file is the
+    same graph that `export` writes from the .safetensors, byte for byte."""
+    from safetensors.numpy import load_file
+
+    from .test_missing_extras import run_cli
+
+    st, graph = tmp_path / "k.safetensors", tmp_path / "k.onnx"
+    for out in (st, graph):
+        done = run_cli(["import-keras", str(keras_h5), "-o", str(out)], ["torch"])
+        assert done.returncode == 0 and "WRN-16-8" in done.stdout, done.stderr
+    assert graph.read_bytes() == imported["onnx"].read_bytes()
+    mine, theirs = load_file(str(st)), load_file(str(imported["safetensors"]))
+    assert mine.keys() == theirs.keys() and all(np.array_equal(mine[k], theirs[k]) for k in mine)
+    done = run_cli(["export", str(st), "-o", str(tmp_path / "again.onnx")], ["torch"])
+    assert done.returncode == 0 and (tmp_path / "again.onnx").read_bytes() == graph.read_bytes(), done.stderr
+
+
+@pytest.mark.parametrize("depth, width, size", [(16, 8, 64), (10, 1, 33), (22, 2, 45)])
+def test_wrn_graph_matches_the_torch_network(depth, width, size):
+    """The numpy-written ONNX graph (wrn_graph) against models.nets' WideResNet: same state_dict names and
+    shapes (wrn_layout), same outputs on random inputs with random weights, odd and even input sizes."""
+    torch = pytest.importorskip("torch")
+    import onnxruntime as ort
+
+    from agegender.export.wrn_graph import check_wrn_state, wrn_layout, wrn_onnx_model
+    from agegender.models.config import ModelConfig
+    from agegender.models.nets import DecodedNet, build_model
+    from agegender.types import Preprocessing
+
+    torch.manual_seed(depth + width + size)
+    net = build_model("wrn", num_ages=101, depth=depth, width=width, input_size=size).eval()
+    for m in net.modules():  # BN statistics away from the identity, so that they matter
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    net.age_head.weight.data *= 30  # random heads give near-uniform ages: sharpen them
+    net.gender_head.weight.data *= 30
+    state = {k: v.numpy() for k, v in net.state_dict().items()}
+    convs, bns = wrn_layout(depth, width)
+    assert [(k, s) for k, s in convs] == [(k, tuple(v.shape)) for k, v in state.items() if v.ndim == 4]
+    assert [p for p, _ in bns] == [k.removesuffix(".running_mean") for k in state if k.endswith("running_mean")]
+    check_wrn_state(state, depth, width, size, 101)
+
+    cfg = ModelConfig(arch="wrn", preprocessing=Preprocessing(crop="box", size=size),
+                      arch_kwargs={"depth": depth, "width": width, "input_size": size, "pool": 8})
+    session = ort.InferenceSession(wrn_onnx_model(state, cfg).SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(size).standard_normal((3, 3, size, size)).astype(np.float32)
+    x *= np.array([1.0, 4.0, 16.0], np.float32)[:, None, None, None]  # unlike inputs, unlike outputs
+    with torch.no_grad():
+        want = [t.numpy() for t in DecodedNet(net).eval()(torch.from_numpy(x))]
+    got = session.run(["gender_probs", "age_probs", "age"], {"input": x})
+    for g, w, tol in zip(got, want, (1e-4, 1e-4, 1e-3)):  # float32 rounding; ages in years (1e-3 of 0..100)
+        assert g.shape == w.shape and np.abs(g - w).max() < tol
+    assert np.ptp(want[2]) > 0.5  # the inputs give different ages: the comparison is not of constants

@@ -3,7 +3,7 @@
 import numpy as np
 
 from agegender.export.quantize import calibration_crops
-from agegender.models import load_estimator, read_config
+from agegender.models import builtin_models, load_estimator, read_config
 from agegender.models.estimator import resolve_model_path
 
 from .conftest import cli
@@ -30,5 +30,8 @@ def test_int8_export_keeps_the_record_and_the_answers(prepared, tmp_path):
 def test_int8_export_needs_calibration_data(tmp_path):
     res = cli("export", "fast", "-o", str(tmp_path / "x.onnx"), "--int8", check=False)
     assert res.returncode == 2 and "--calibration" in res.stderr
+    # without --int8 a built-in name gives its own ONNX file; another .onnx is already what export makes
     res = cli("export", "fast", "-o", str(tmp_path / "x.onnx"), check=False)
-    assert res.returncode == 2 and "--int8" in res.stderr
+    assert res.returncode == 0 and (tmp_path / "x.onnx").read_bytes() == builtin_models()["fast"].read_bytes()
+    res = cli("export", str(tmp_path / "x.onnx"), "-o", str(tmp_path / "y.onnx"), check=False)
+    assert res.returncode == 2 and "--int8" in res.stderr and "already an ONNX model" in res.stderr

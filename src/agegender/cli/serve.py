@@ -30,14 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    try:
-        import uvicorn
+    import uvicorn  # the 'serve' extra; when missing, agegender.cli says so in one line
 
-        from ..server.app import create_app
-    except ImportError as exc:
-        hint = "pip install 'agegender[serve]'"
-        raise RuntimeError(f"serve needs the 'serve' extra ({exc.name} missing): {hint}") from None
     from ..inference.predictor import Predictor
+    from ..server.app import create_app
 
     if not 0 <= a.min_threshold <= 1 or not 0 <= a.threshold <= 1:
         raise ValueError("thresholds must be between 0 and 1")

@@ -6,6 +6,8 @@ import argparse
 import warnings
 from pathlib import Path
 
+from ..extras import require
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import-tfjs",
@@ -14,31 +16,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="TF.js model.json (graph model) or *-weights_manifest.json, with its .bin files beside it")
     p.add_argument("-o", "--out", required=True, help="output model: .safetensors (NumPy only) or .onnx (needs torch)")
     p.add_argument("--size", type=int, help="input side in pixels for a fully convolutional network (default: its own)")
-    p.set_defaults(func=cmd_import_tfjs)
+    p.set_defaults(func=cmd_import_tfjs, extras={"torch": "train", "onnx": "train"})
 
 
 def cmd_import_tfjs(a: argparse.Namespace) -> int:
     out = Path(a.out)
     if out.suffix not in (".safetensors", ".onnx"):
         raise ValueError(f"{out}: output must end in .safetensors or .onnx")
+    if out.suffix == ".onnx":  # checked before any work is done
+        require("torch", "import-tfjs -o X.onnx (-o X.safetensors needs only NumPy)")
+        require("onnx", "import-tfjs -o X.onnx")
     from ..export.tfjs_import import import_tfjs
 
     state, cfg = import_tfjs(a.model, a.size)
     if out.suffix == ".onnx":
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            raise RuntimeError("import-tfjs -o X.onnx needs PyTorch (pip install 'agegender[train]'); "
-                               "-o X.safetensors needs only NumPy") from None
         from ..export.onnx_export import export_state_onnx
 
         with warnings.catch_warnings():  # the torch exporter's tracing notes are not for users
             warnings.simplefilter("ignore")
             export_state_onnx(state, cfg, out)
     else:
-        from ..models.config import save_numpy_weights
+        from ..models.numpy_weights import save_arrays
 
-        save_numpy_weights(str(out), state, cfg)
+        save_arrays(out, state, cfg)
     prep = cfg.preprocessing
     print(f"wrote {out}: {cfg.card.get('summary', cfg.arch)}")
     print(f"  arch {cfg.arch}; input {prep.size}px {prep.color}, crop {prep.crop} margin {prep.margin}; "

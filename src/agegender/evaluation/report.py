@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from ..align import resize_square
 from ..data.dataset import PreparedDataset
+from ..extras import MissingExtra
 from ..fileio import atomic_write_json, atomic_write_text
 from ..imageio import ImageLoadError, load_image
 from ..inference.predictor import Predictor
@@ -69,9 +70,11 @@ def markdown_table(rows: dict[str, dict[str, Any]], first: str) -> str:
 def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.PathLike[str], split: str,
                    out: str | os.PathLike[str], mode: str = "auto", flip_tta: bool = False,
                    progress: bool = True, detector: str = "retinaface") -> dict[str, Any]:
-    """Evaluate and write the report into `out`; returns the report dict. `detector`: end-to-end only."""
-    from .plots import plot_error_by_group, plot_predicted_vs_true
+    """Evaluate and write the report into `out`; returns the report dict. `detector`: end-to-end only.
 
+    The PNG plots need matplotlib (the 'plots' extra); without it the report is written all the same and
+    report["plots_skipped"] says what to install.
+    """
     est = model if hasattr(model, "estimate") else load_estimator(model)  # type: ignore[arg-type]
     ds = PreparedDataset(data, split)
     if len(ds) == 0:
@@ -105,6 +108,10 @@ def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.Pat
         report["by_race"] = breakdown(ds.column("race"), ages, pf, true_age, true_gender, found)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        report["plots"] = [p.name for p in write_plots(ages, true_age, report["by_decade"], out, split)]
+    except MissingExtra as exc:
+        report["plots"], report["plots_skipped"] = [], str(exc)
     atomic_write_json(out / "report.json", report)
     md = [f"# Evaluation: {report['model']} on {data} ({split}, {mode})", "",
           markdown_table({"all": report["overall"]}, "set"), "", "## By age decade", "",
@@ -120,6 +127,13 @@ def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.Pat
         w.writerow([ds.rows[i]["file"], ds.rows[i]["source"], ds.rows[i]["age"], ds.rows[i]["gender"], int(found[i]),
                     "" if np.isnan(ages[i]) else f"{ages[i]:.2f}", "" if np.isnan(pf[i]) else f"{pf[i]:.4f}"])
     atomic_write_text(out / "predictions.csv", buf.getvalue())
-    plot_predicted_vs_true(ages, true_age, out / "predicted_vs_true.png", f"{split}: predicted vs true age")
-    plot_error_by_group(report["by_decade"], out / "error_by_age.png", f"{split}: age MAE by decade")
     return report
+
+
+def write_plots(ages: np.ndarray, true_age: np.ndarray, by_decade: dict[str, dict[str, Any]], out: Path,
+                split: str) -> list[Path]:
+    """predicted_vs_true.png and error_by_age.png into `out`; MissingExtra without matplotlib."""
+    from .plots import plot_error_by_group, plot_predicted_vs_true
+
+    return [plot_predicted_vs_true(ages, true_age, out / "predicted_vs_true.png", f"{split}: predicted vs true age"),
+            plot_error_by_group(by_decade, out / "error_by_age.png", f"{split}: age MAE by decade")]

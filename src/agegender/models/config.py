@@ -114,14 +114,3 @@ def read_onnx_session_config(session, path: str) -> ModelConfig:  # session: onn
         raise ValueError(f"{path}: ONNX file has no agegender preprocessing record in its metadata")
     return ModelConfig.from_json(props[METADATA_KEY], path)
 
-
-def save_numpy_weights(path: str, state: dict[str, Any], cfg: ModelConfig) -> None:
-    """Write a state dict of NumPy arrays and its record as .safetensors, atomically (no torch needed); the
-    names must be those of the torch modules `cfg` builds."""
-    import numpy as np
-    from safetensors.numpy import save
-
-    from ..fileio import atomic_write_bytes
-
-    arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}
-    atomic_write_bytes(path, save(arrays, metadata={METADATA_KEY: cfg.to_json()}))

@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from ..align import to_network_input
+from ..extras import require
 from ..types import Preprocessing
 from .config import ModelConfig, onnx_session, read_onnx_session_config
 from .decode import expected_age, female_probability
@@ -97,6 +98,7 @@ class TorchEstimator(_Base):
     """A .safetensors model on PyTorch (CPU unless device says otherwise)."""
 
     def __init__(self, path: str | os.PathLike[str], device: str = "cpu") -> None:
+        require("torch", "running a .safetensors model")
         from .nets import DecodedNet
         from .torch_weights import load_model
 
