@@ -121,6 +121,18 @@ def breakdown_table(title: str, per_system: dict[str, dict[str, dict[str, Any]]]
     return "\n".join(lines)
 
 
+def bias_table(title: str, per_system: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Mean signed age error (predicted - true, years) per group and system: where a system reads too old
+    or too young, which an MAE hides."""
+    systems = list(per_system)
+    groups: list[str] = list(dict.fromkeys(g for b in per_system.values() for g in b))
+    lines = [f"| {title} | " + " | ".join(systems) + " |", "|---|" + "---:|" * len(systems)]
+    for g in groups:
+        cells = ["-" if g not in per_system[s] else f"{per_system[s][g]['age_bias']:+.2f}" for s in systems]
+        lines.append(f"| {g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def evaluate_set(name: str, samples: list[Labelled], systems: list[System], crops: dict[str, Any]) -> tuple[str, dict]:
     true_age = np.array([s.age for s in samples])
     true_gender = np.array([s.gender for s in samples])
@@ -141,6 +153,7 @@ def evaluate_set(name: str, samples: list[Labelled], systems: list[System], crop
     text = [f"## {name} ({len(samples)} images)", "", main_table(rows)]
     for k in groups:
         text += ["", f"By {k}:", "", breakdown_table(k, by[k])]
+    text += ["", "Mean signed age error (years; + reads older) by age:", "", bias_table("age", by["age"])]
     return "\n".join(text), {"overall": rows, "breakdown": by}
 
 
