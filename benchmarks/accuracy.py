@@ -95,12 +95,13 @@ def num(v: float) -> str:
 
 
 def main_table(rows: dict[str, dict[str, Any]]) -> str:
-    lines = ["| system | images | faces found | age MAE | CS@5 | gender acc | s/image |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| system | images | faces found | age MAE | age bias | CS@5 | gender acc | s/image |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, m in rows.items():
         spi = f"{m['s_per_image']:.3f}" if "s_per_image" in m else "-"
-        lines.append(f"| {name} | {m['n']} | {pct(m['faces_found'])} | {num(m['age_mae'])} | {pct(m['cs5'])} | "
-                     f"{pct(m['gender_acc'])} | {spi} |")
+        bias = "-" if np.isnan(m["age_bias"]) else f"{m['age_bias']:+.2f}"
+        lines.append(f"| {name} | {m['n']} | {pct(m['faces_found'])} | {num(m['age_mae'])} | {bias} | "
+                     f"{pct(m['cs5'])} | {pct(m['gender_acc'])} | {spi} |")
     return "\n".join(lines)
 
 
