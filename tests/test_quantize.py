@@ -19,7 +19,7 @@ def test_int8_export_keeps_the_record_and_the_answers(prepared, tmp_path):
     assert i8.preprocessing == f32.preprocessing
     assert "int8" in read_config(str(out)).card["quantized"]
     # real faces the calibration did not see (the test split): the int8 model answers like the float one
-    crops = calibration_crops(prepared, "test", 20, f32.preprocessing.size)
+    crops = calibration_crops(prepared, "test", 20, f32.preprocessing)
     a, b = f32.estimate(crops), i8.estimate(crops)
     assert np.abs(a.ages - b.ages).mean() < 1.5
     assert ((a.p_female > 0.5) == (b.p_female > 0.5)).mean() >= 0.9

@@ -193,3 +193,29 @@ def test_regression_age_probs_are_a_two_hot_distribution_with_the_age_as_mean():
     assert int((p > 0).sum(1).max()) <= 2 and bool((p >= 0).all())
     q = regression_age_probs(torch.tensor([12.5]), 10, 5)  # ages 10..14
     assert torch.allclose(q, torch.tensor([[0.0, 0.0, 0.5, 0.5, 0.0]]))
+
+
+def test_faceres_starts_a_training_run_with_female_at_our_index(imported, real_images):
+    """--init turns the imported [female, male] gender head round to ours ([male, female]), answers unchanged."""
+    import torch
+
+    from agegender.align import to_network_input
+    from agegender.models.nets import DecodedNet, build_model
+    from agegender.training.init_weights import load_init
+
+    path = imported["faceres.safetensors"]
+    cfg = read_config(str(path))
+    net = build_model(cfg.arch, num_ages=cfg.preprocessing.num_ages, **cfg.arch_kwargs)
+    assert load_init(net, str(path), cfg.arch, cfg.arch_kwargs, cfg.preprocessing) == ""
+    crops = crops_for(path, real_images[:6])
+    with torch.no_grad():
+        g, _, ages = DecodedNet(net.eval()).eval()(torch.from_numpy(to_network_input(crops, cfg.preprocessing)))
+    ref = TorchEstimator(path).estimate(crops)
+    assert np.abs(g[:, 1].numpy() - ref.p_female).max() < 1e-5 and np.abs(ages.numpy() - ref.ages).max() < 1e-3
+
+
+def test_face_api_is_never_a_starting_point_or_a_teacher(imported, prepared, tmp_path):
+    for flag in ("--init", "--teacher"):
+        res = cli("train", str(prepared), "-o", str(tmp_path / flag.strip("-")), flag, str(imported["faceapi.onnx"]
+                  if flag == "--teacher" else imported["faceapi.safetensors"]), "--epochs", "1", check=False)
+        assert res.returncode == 1 and "never a teacher or a starting point" in res.stderr, res.stderr

@@ -147,6 +147,29 @@ def resize_square(img: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
+def center_cut(crop: np.ndarray, cut: int) -> np.ndarray:
+    """The central cut x cut pixels of a crop: the same face centre with a narrower margin."""
+    h = crop.shape[0]
+    if cut >= h:
+        return crop
+    o = (h - cut) // 2
+    return crop[o : o + cut, o : o + cut]
+
+
+def margin_cut(stored: Preprocessing, margin: float) -> int:
+    """Side in pixels of the centre of a crop cut as `stored` says (its size and margin) that holds the same
+    face with `margin` instead (align5 and square crops are centred on the face; `margin` <= stored's)."""
+    if margin > stored.margin + 1e-9:
+        raise ValueError(f"margin {margin} is wider than the crops' margin {stored.margin}")
+    return int(round(stored.size * (1 + 2 * margin) / (1 + 2 * stored.margin)))
+
+
+def from_stored_crop(crop: np.ndarray, stored: Preprocessing, model: Preprocessing) -> np.ndarray:
+    """A crop cut as `stored` says (a prepared dataset's), as `model` sees it: its centre at the model's
+    margin, resized to the model's input size, as training feeds it."""
+    return resize_square(center_cut(crop, margin_cut(stored, model.margin)), model.size)
+
+
 def crop_faces(image: np.ndarray, detections: list[Detection], prep: Preprocessing) -> np.ndarray:
     """All faces of one RGB image as an (N, size, size, 3) uint8 batch (RGB)."""
     if not detections:

@@ -67,8 +67,8 @@ def _export_int8(a: argparse.Namespace, src: Path) -> int:
         print(f"agegender export: {src} is neither an .onnx nor a .safetensors model", file=sys.stderr)
         return 2
     require("onnx", "--int8")
-    size = read_config(str(src)).preprocessing.size
-    crops = calibration_crops(a.calibration, a.calibration_split, a.calibration_size, size)
+    prep = read_config(str(src)).preprocessing
+    crops = calibration_crops(a.calibration, a.calibration_split, a.calibration_size, prep)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_src = src
         if src.suffix == ".safetensors":

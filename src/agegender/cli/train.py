@@ -47,6 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", default="", help="distil from this trained model (built-in name or weights file)")
     p.add_argument("--distill", type=float, default=0.5,
                    help="with --teacher: weight of the teacher's targets against the labels (0..1)")
+    p.add_argument("--anchor", type=float, default=0.0,
+                   help="with --init: pull the trained weights towards the initial ones (L2-SP) with this weight")
     p.add_argument("--freeze", type=int, default=0, metavar="K",
                    help="keep the backbone's first K layers as --init gave them (train the rest)")
     p.add_argument("--cache-views", type=int, default=0, metavar="V",
@@ -84,7 +86,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     cfg = TrainConfig(
         data=a.data, out=a.out, arch=a.arch, arch_kwargs=kwargs, image_size=a.image_size, margin=a.margin,
         epochs=a.epochs, camera=CameraAugment() if a.camera else None, balance_sources=a.balance_sources,
-        freeze=a.freeze, cache_views=a.cache_views,
+        freeze=a.freeze, cache_views=a.cache_views, anchor=a.anchor,
         batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr, weight_decay=a.weight_decay,
         warmup_epochs=a.warmup_epochs, schedule=a.schedule, sigma=a.sigma, augment=aug, balance=a.balance,
         val_split=a.val_split, val_fraction=a.val_fraction, limit=a.limit, ema=a.ema, seed=a.seed,

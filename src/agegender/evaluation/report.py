@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..align import resize_square
+from ..align import from_stored_crop
 from ..data.dataset import PreparedDataset
 from ..extras import MissingExtra
 from ..fileio import atomic_write_json, atomic_write_text
@@ -23,17 +23,19 @@ from .metrics import breakdown, decade_labels, summarize
 
 
 def crops_compatible(ds: PreparedDataset, est: Estimator) -> bool:
-    """True when the dataset's stored crops are cut the way the model expects (mode and margin)."""
-    return ds.preprocessing.same_cut(est.preprocessing)
+    """True when the model's crops can be had from the dataset's stored ones: the same crop mode and a margin
+    no wider (a narrower one is their centre, as training cuts it)."""
+    dp, mp = ds.preprocessing, est.preprocessing
+    return dp.crop == mp.crop and mp.margin <= dp.margin + 1e-9
 
 
 def predict_crops(est: Estimator, ds: PreparedDataset, flip_tta: bool, progress: bool, batch: int = 256):
-    """Ages and P(female) for every stored crop (resized to the model's input size)."""
-    size = est.preprocessing.size
+    """Ages and P(female) for every stored crop (its centre at the model's margin, resized to its input)."""
+    stored, prep = ds.preprocessing, est.preprocessing
     ages, pf = np.full(len(ds), np.nan, np.float32), np.full(len(ds), np.nan, np.float32)
     for i in tqdm(range(0, len(ds), batch), desc="evaluate", unit="batch", disable=not progress):
         idx = range(i, min(i + batch, len(ds)))
-        out = est.estimate(np.stack([resize_square(ds.image(j), size) for j in idx]), flip_tta=flip_tta)
+        out = est.estimate(np.stack([from_stored_crop(ds.image(j), stored, prep) for j in idx]), flip_tta=flip_tta)
         ages[i : i + len(idx)], pf[i : i + len(idx)] = out.ages, out.p_female
     return ages, pf, np.ones(len(ds), bool)
 

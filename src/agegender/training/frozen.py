@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..align import resize_square, to_network_input
+from ..align import from_stored_crop, to_network_input
 from ..models.nets import AgeGenderNet
 from ..types import Preprocessing
 from .batches import CropSource, read_crop
@@ -51,28 +51,15 @@ def trainable_parameters(net: AgeGenderNet, lower: nn.Module) -> list[nn.Paramet
     return [p for p in net.parameters() if id(p) not in frozen]
 
 
-def center_cut(crop: np.ndarray, cut: int) -> np.ndarray:
-    """The central cut x cut pixels of a stored crop (a narrower margin around the same face centre)."""
-    h = crop.shape[0]
-    if cut >= h:
-        return crop
-    o = (h - cut) // 2
-    return crop[o : o + cut, o : o + cut]
-
-
-def model_view(crop: np.ndarray, prep: Preprocessing) -> np.ndarray:
-    """A stored crop as the model sees it: cut to the record's crop_size (centre), resized to its size."""
-    return resize_square(center_cut(crop, prep.crop_size or crop.shape[0]), prep.size)
-
-
 class FeatureCache:
     """Cached outputs of the frozen lower layers for views of one split, in `folder`."""
 
-    def __init__(self, folder: Path, lower: nn.Module, prep: Preprocessing, threads: int = 0) -> None:
+    def __init__(self, folder: Path, lower: nn.Module, prep: Preprocessing, stored: Preprocessing,
+                 threads: int = 0) -> None:
         from ..models.config import onnx_session
         from ..models.onnx_graph import export_features_onnx
 
-        self.folder, self.prep = Path(folder), prep
+        self.folder, self.prep, self.stored = Path(folder), prep, stored
         self.folder.mkdir(parents=True, exist_ok=True)
         onnx_path = self.folder / "lower.onnx"
         if not onnx_path.is_file():
@@ -93,7 +80,8 @@ class FeatureCache:
             idx = range(start, min(start + batch, len(src)))
             crops = [src.images[i].numpy() if src.images is not None else read_crop(src.paths[i], src.size)
                      for i in idx]
-            views = np.stack([model_view(camera_augment(c, rng, aug) if aug else c, self.prep) for c in crops])
+            views = np.stack([from_stored_crop(camera_augment(c, rng, aug) if aug else c, self.stored, self.prep)
+                              for c in crops])
             feats = self.session.run(None, {"input": to_network_input(views, self.prep)})[0]
             if out is None:
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(src), *feats.shape[1:]))

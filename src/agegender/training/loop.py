@@ -30,7 +30,7 @@ from ..models.nets import AgeGenderNet, build_model
 from ..types import Preprocessing
 from .batches import index_checksum
 from .config import TrainConfig
-from .distill import mix_targets, teacher_targets
+from .distill import cached_teacher_targets, mix_targets
 from .distributed import DistContext, all_gather, all_max, all_sum, barrier, setup, teardown
 from .frozen import FeatureCache, split_net, trainable_parameters
 from .init_weights import init_architecture, init_path, load_init
@@ -169,6 +169,8 @@ class _Run:
     steps: int
     sched: _Schedule
     gen: torch.Generator
+    anchor: list[tuple[torch.nn.Parameter, torch.Tensor]] | None = None  # (parameter, its --init value)
+    lower: torch.nn.Module | None = None  # the frozen layers (kept in eval mode: batch-norm statistics stay)
 
 
 def _inputs(cfg: TrainConfig, data: TrainData, prep: Preprocessing, net: AgeGenderNet, ctx: DistContext,
@@ -180,7 +182,7 @@ def _inputs(cfg: TrainConfig, data: TrainData, prep: Preprocessing, net: AgeGend
     if cfg.freeze:
         lower, upper_forward = split_net(net, cfg.freeze)
     if cfg.cache_views:
-        cache = FeatureCache(Path(cfg.out) / "features", lower, prep, cfg.threads)
+        cache = FeatureCache(Path(cfg.out) / "features", lower, prep, data.data_prep, cfg.threads)
         views = [cache.view("train", data.train, j, cfg.camera if j else None, cfg.seed, progress)
                  for j in range(cfg.cache_views)]
         val = cache.view("val", data.val, 0, None, cfg.seed, progress)
@@ -211,7 +213,8 @@ def _build(cfg: TrainConfig, resume: bool, progress: bool, log, ctx: DistContext
     if cfg.teacher:
         if not 0.0 <= cfg.distill <= 1.0:
             raise ValueError(f"--distill must be within 0..1, got {cfg.distill}")
-        soft = teacher_targets(cfg.teacher, data.train, data.data_prep, prep, progress=progress)
+        soft = cached_teacher_targets(Path(cfg.out) / "teacher.npz", cfg.teacher, data.train, data.data_prep, prep,
+                                      progress=progress)
     net: AgeGenderNet = build_model(cfg.arch, num_ages=prep.num_ages, **cfg.arch_kwargs)
     if cfg.init and not resume:
         note = load_init(net, cfg.init, cfg.arch, cfg.arch_kwargs, prep)
@@ -236,8 +239,13 @@ def _build(cfg: TrainConfig, resume: bool, progress: bool, log, ctx: DistContext
         ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
     weights = sample_weights(data.train.ages, data.train_source, cfg.balance, cfg.balance_sources)
     steps = len(_epoch_batches(len(data.train), cfg, ctx, 0, weights))
+    anchor = None
+    if cfg.anchor > 0:
+        if not cfg.init:
+            raise ValueError("--anchor pulls the weights towards --init's: give --init")
+        anchor = [(p, p.detach().clone()) for p in params if p.ndim > 1]  # weights, not biases (as decay)
     return _Run(cfg, ctx, data, prep, net, forward, train_in, val_in, _optimizer(cfg, params), ema, soft, weights,
-                steps, _Schedule(cfg, steps), gen)
+                steps, _Schedule(cfg, steps), gen, anchor, lower)
 
 
 def _epoch_batches(n: int, cfg: TrainConfig, ctx: DistContext, epoch: int,
@@ -257,7 +265,7 @@ def _epoch_batches(n: int, cfg: TrainConfig, ctx: DistContext, epoch: int,
 
 def _step(r: _Run, idx: torch.Tensor, x: torch.Tensor, ab: torch.Tensor, gb: torch.Tensor, lr: float
           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One optimisation step on a batch; returns (loss, gender logits, age logits), detached."""
+    """One optimisation step on a batch; returns (loss on the targets, gender logits, age logits), detached."""
     cfg, prep, device = r.cfg, r.prep, r.ctx.device
     gt, dist_t, vals = _targets(ab, gb, prep, cfg.sigma)
     if r.soft is not None:
@@ -277,8 +285,9 @@ def _step(r: _Run, idx: torch.Tensor, x: torch.Tensor, ab: torch.Tensor, gb: tor
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         g, a = r.forward(x)
     loss, _ = age_gender_loss(g, a, gt, dist_t, vals, prep.age_min, cfg.l1_weight)
+    total = loss + cfg.anchor * sum(((p - p0) ** 2).sum() for p, p0 in r.anchor) if r.anchor else loss
     r.opt.zero_grad(set_to_none=True)
-    loss.backward()
+    total.backward()
     r.opt.step()
     if r.ema is not None:
         r.ema.update_parameters(r.net)
@@ -293,6 +302,8 @@ def _train_epoch(r: _Run, epoch: int, progress: bool) -> tuple[list[float], floa
     r.gen.manual_seed(cfg.seed * 1000 + epoch * r.ctx.world + r.ctx.rank)
     index_batches = _epoch_batches(len(r.data.train), cfg, r.ctx, epoch, r.weights)
     r.net.train()
+    if r.lower is not None:
+        r.lower.eval()
     sums = [0.0] * 7  # loss*n, correct, gender count, abs err, age count, samples, index checksum
     grid = torch.arange(r.prep.age_min, r.prep.age_max + 1, device=device).float()
     r.train_in.wait = 0.0

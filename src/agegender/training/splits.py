@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..align import margin_cut
 from ..data.dataset import PreparedDataset
 from ..data.prepare import assign_split
 from ..types import Preprocessing
@@ -51,9 +52,7 @@ def student_preprocessing(data_prep: Preprocessing, image_size: int, margin: flo
     """(the model's record, the centre cut of a stored crop in pixels) for a model at `image_size` with
     `margin` (None: the stored crops' own). A margin wider than the stored one cannot be cut."""
     m = data_prep.margin if margin is None else float(margin)
-    if m > data_prep.margin + 1e-9:
-        raise ValueError(f"--margin {m} is wider than the prepared crops' margin {data_prep.margin}")
-    cut = int(round(data_prep.size * (1 + 2 * m) / (1 + 2 * data_prep.margin)))
+    cut = margin_cut(data_prep, m)
     prep = Preprocessing(crop=data_prep.crop, margin=m, size=image_size, detector=data_prep.detector,
                          crop_size=cut if cut != image_size else 0)
     return prep, cut
