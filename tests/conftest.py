@@ -1,12 +1,21 @@
-"""Shared fixtures: the real datasets beside the repo (../shared/datasets) and small real subsets."""
+"""Shared fixtures: the real datasets beside the repo (../shared/datasets) and small real subsets; and the
+one rule for anything a test needs that may be missing (a dataset, a package, a program, a download).
+
+Outside CI a missing input skips the test with a one-line reason naming it. In CI (the environment
+variable CI set, as .ci/run does) it fails the test with that line instead, and a CI session that skipped
+anything at all fails: a green CI run has run every test.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 import pytest
 
@@ -19,10 +28,56 @@ FRL_DIR = DATASETS / "frl_canada"
 AAF_DIR = DATASETS / "AAF"
 
 
-def need(path: Path) -> Path:
+IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def missing(what: str, hint: str = "") -> NoReturn:
+    """`what` is not here: fail the test in CI, skip it elsewhere; either way one line saying what is missing."""
+    reason = f"{what} is missing" + (f" ({hint})" if hint else "")
+    if IN_CI:
+        pytest.fail(f"CI: {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def need(path: Path, what: str = "real dataset", hint: str = "set AGEGENDER_DATASETS") -> Path:
+    """`path` if it exists; else `missing` (a dataset by default)."""
     if not path.exists():
-        pytest.skip(f"real dataset not found at {path} (set AGEGENDER_DATASETS)")
+        missing(f"{what} {path}", hint)
     return path
+
+
+def need_module(name: str, hint: str = 'pip install -e ".[train,dev]"') -> ModuleType:
+    """The imported module (instead of pytest.importorskip, which skips silently in CI too)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        missing(f"Python module {name!r} ({exc})", hint)
+
+
+def need_program(path_or_name: str, hint: str) -> Path:
+    """The path of an executable (an absolute path, or a name looked up on PATH)."""
+    found = shutil.which(path_or_name)
+    if not found:
+        missing(f"program {path_or_name}", hint)
+    return Path(found)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI, a session that skipped any test fails (whatever skipped it: `missing`, a marker, a plugin)."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if IN_CI and reporter else []
+    if skipped and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    skipped = terminalreporter.stats.get("skipped", []) if IN_CI else []
+    if skipped:
+        terminalreporter.write_line(f"CI: {len(skipped)} test(s) skipped; a CI run must skip none, so it fails:",
+                                    red=True)
+        for rep in skipped:
+            reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+            terminalreporter.write_line(f"  {rep.nodeid}: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +121,4 @@ def prepared(utk_subset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     cli("prepare", "utkface", str(utk_subset / "images"), "--split-file", str(utk_subset / "split.csv"), "-o",
         str(out), "--chunk-size", "16", "--no-progress")
     return out
+

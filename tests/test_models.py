@@ -10,7 +10,9 @@ from agegender.detectors import create_detector
 from agegender.imageio import load_image
 from agegender.models import builtin_models, load_estimator, read_config
 
-torch = pytest.importorskip("torch")
+from .conftest import need_module
+
+torch = need_module("torch")
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 
