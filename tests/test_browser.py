@@ -106,8 +106,7 @@ def test_upload_draws_labels(server, frl_images, tmp_path):
         assert abs(box["width"] - (x2 - x1) * sx) < 2 and abs(box["height"] - (y2 - y1) * sy) < 2
         page.screenshot(path=str(ARTIFACTS / "browser-upload.png"), full_page=True)
         # phone-sized screen: nothing wider than the screen, the box still on the face
-        page.set_viewport_size({"width": 390, "height": 844})
-        page.wait_for_timeout(200)
+        page.set_viewport_size({"width": 390, "height": 844})  # layout is recomputed when read below
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         img, box = (page.locator(f".result-card.done {s}").first.bounding_box() for s in ("img", ".face-box"))
         assert img["width"] <= 390 and abs(box["x"] - (img["x"] + x1 * img["width"] / api["width"])) < 2
