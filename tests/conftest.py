@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import NoReturn
@@ -122,3 +123,31 @@ def prepared(utk_subset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
         str(out), "--chunk-size", "16", "--no-progress")
     return out
 
+
+#: train-split files prepared with the golden test split: `export --int8 --calibration` draws its default
+#: 512 calibration crops from a prepared dataset's train split
+GOLDEN_TRAIN_FILES = 512
+
+
+@pytest.fixture(scope="session")
+def utk_golden(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """prepared(preprocessing) -> a prepared dataset of the fixed UTKFace test split (every file of it) and
+    GOLDEN_TRAIN_FILES train files spread over that split, cut as `preprocessing` asks (crop mode, margin,
+    crop size, detector), as `agegender prepare utkface` cuts them. Prepared once per way of cutting, for
+    the whole session (RetinaFace on ~2,900 files)."""
+    from agegender.data import CropSpec, prepare_dataset, read_utkface
+
+    made: dict[CropSpec, Path] = {}
+
+    def prepared(prep) -> Path:
+        spec = CropSpec(crop=prep.crop, margin=prep.margin, size=prep.crop_size or prep.size, detector=prep.detector)
+        if spec not in made:
+            samples = read_utkface(need(UTK_DIR), need(UTK_SPLIT))
+            train = [s for s in samples if s.split == "train"]
+            train = train[:: max(1, len(train) // GOLDEN_TRAIN_FILES)][:GOLDEN_TRAIN_FILES]
+            out = tmp_path_factory.mktemp("utk_golden") / "data"
+            prepare_dataset([s for s in samples if s.split == "test"] + train, out, spec, workers=2, progress=False)
+            made[spec] = out
+        return made[spec]
+
+    return prepared
