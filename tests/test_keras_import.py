@@ -149,6 +149,33 @@ def test_onnx_export_matches_torch_and_runs_without_torch(imported, face_crops, 
 
 
 @pytest.mark.slow
+def test_import_straight_to_onnx(keras_h5, imported, face_crops, frl_images, tmp_path):
+    """`import-keras -o X.onnx` writes the model that import-then-export gives: the same record, the same
+    outputs (1e-4), and `predict --model X.onnx` answers as with the exported file."""
+    from agegender.export.onnx_export import parity_check
+    from agegender.models import read_config
+
+    direct = tmp_path / "keras28.onnx"
+    out = cli("import-keras", str(keras_h5), "-o", str(direct))
+    assert f"wrote {direct}" in out.stdout and "gender output 0 = female" in out.stdout
+    assert read_config(str(direct)).to_json() == read_config(str(imported["onnx"])).to_json()
+    diffs = parity_check(imported["safetensors"], direct, face_crops)
+    assert max(diffs.values()) < TOL, diffs
+
+    def predict(model: Path) -> list[dict]:
+        res = cli("predict", *map(str, frl_images[:2]), "--model", str(model), "--format", "jsonl", "--no-progress")
+        return [json.loads(line) for line in res.stdout.splitlines()]
+
+    got, want = predict(direct), predict(imported["onnx"])
+    assert len(got) == len(want) == 2
+    for g, w in zip(got, want):
+        (fg,), (fw,) = g["faces"], w["faces"]
+        assert g["image"] == w["image"] and fg["box"] == fw["box"] and fg["gender"] == fw["gender"]
+        assert abs(fg["age"] - fw["age"]) <= 0.1 + 1e-9  # one decimal in the JSON
+        assert abs(fg["gender_probability"] - fw["gender_probability"]) <= 1e-4 + 1e-9
+
+
+@pytest.mark.slow
 def test_imported_model_estimates_real_portraits(imported, frl_small):
     """The original model through our Predictor (RetinaFace, its own box crop) on labelled portraits."""
     from agegender import Predictor
