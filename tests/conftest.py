@@ -63,6 +63,24 @@ def need_program(path_or_name: str, hint: str) -> Path:
     return Path(found)
 
 
+BASE_INSTALL = os.environ.get("AGEGENDER_BASE_INSTALL") == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "base_install: runs only against the installed wheel, in a venv without "
+                            "extras (AGEGENDER_BASE_INSTALL=1, as .ci/run does); deselected elsewhere")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Outside the base install, tests marked base_install are deselected (not skipped: they run there)."""
+    if BASE_INSTALL:
+        return
+    elsewhere = [item for item in items if item.get_closest_marker("base_install")]
+    if elsewhere:
+        config.hook.pytest_deselected(items=elsewhere)
+        items[:] = [item for item in items if not item.get_closest_marker("base_install")]
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """In CI, a session that skipped any test fails (whatever skipped it: `missing`, a marker, a plugin)."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

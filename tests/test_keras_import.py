@@ -338,7 +338,7 @@ def test_import_keras_needs_no_torch(keras_h5, imported, tmp_path):
 def test_wrn_graph_matches_the_torch_network(depth, width, size):
     """The numpy-written ONNX graph (wrn_graph) against models.nets' WideResNet: same state_dict names and
     shapes (wrn_layout), same outputs on random inputs with random weights, odd and even input sizes."""
-    torch = pytest.importorskip("torch")
+    torch = need_module("torch")
     import onnxruntime as ort
 
     from agegender.export.wrn_graph import check_wrn_state, wrn_layout, wrn_onnx_model
