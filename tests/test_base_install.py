@@ -1,7 +1,7 @@
 """The built wheel, installed with no extras in a venv of its own (CI: `.ci/run` builds it with
 `python -m build`, installs dist/*.whl and runs this file and test_missing_extras.py there with
-AGEGENDER_BASE_INSTALL=1, from outside the checkout). Skipped in the development venv, whose agegender is
-the editable checkout itself."""
+AGEGENDER_BASE_INSTALL=1, from outside the checkout). Deselected in the development venv, whose agegender
+is the editable checkout itself."""
 
 from __future__ import annotations
 
@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from .test_missing_extras import BASE_INSTALL
-
 REPO = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.skipif(not BASE_INSTALL, reason="runs against the installed wheel (AGEGENDER_BASE_INSTALL=1)")
+#: runs against the installed wheel only (AGEGENDER_BASE_INSTALL=1); deselected elsewhere (tests/conftest.py)
+pytestmark = pytest.mark.base_install
 
 
 @pytest.fixture(scope="module")

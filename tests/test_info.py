@@ -11,7 +11,7 @@ import pytest
 
 from agegender.extras import MODULES, MissingExtra, extras_status, missing_extra, require
 
-from .conftest import cli
+from .conftest import cli, need_module
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,7 +36,7 @@ def test_require_names_the_extra_or_gives_the_module():
 
 def test_table_and_pyproject_agree():
     """Every extra the table names exists in pyproject, and its packages provide the table's modules."""
-    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    tomllib = need_module("tomllib", "Python 3.11+")
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     installed = {e.name: e for e in extras_status()}
     assert set(extras) == set(installed)  # the installed metadata is this pyproject's

@@ -16,6 +16,8 @@ import pytest
 
 from agegender.server.process import serve_process
 
+from .conftest import need_module
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,7 +26,7 @@ MIN_THRESHOLD, THRESHOLD, MAX_UPLOAD_MB, MAX_PIXELS = 0.25, 0.5, 1, 4_000_000
 
 @pytest.fixture(scope="module")
 def server() -> str:
-    pytest.importorskip("schemathesis")
+    need_module("schemathesis")
     args = ["--min-threshold", str(MIN_THRESHOLD), "--threshold", str(THRESHOLD), "--max-upload-mb",
             str(MAX_UPLOAD_MB), "--max-pixels", str(MAX_PIXELS), "--log-level", "warning"]
     with serve_process(args) as url:

