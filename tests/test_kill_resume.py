@@ -5,35 +5,72 @@ tiny network, CPU, one thread: training is bitwise deterministic there, so the f
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from .conftest import cli
+from .conftest import cli, need_module
 
-pytest.importorskip("torch")
+need_module("torch")
 
 TINY = ["--image-size", "32", "--batch-size", "16", "--limit", "32", "--epochs", "5", "--threads", "1",
         "--arch-kwargs", '{"widths": [8, 8, 16, 16], "blocks": [1, 1, 1, 1]}', "--mixup", "0.2", "--ema", "0.9",
         "--erase", "0.3", "--no-progress"]
 
 
-def kill_when(args: list[str], ready, timeout: float = 300.0) -> None:
-    """Start `agegender ARGS`, SIGKILL it as soon as ready() is true; fail if it finished first."""
-    proc = subprocess.Popen([sys.executable, "-m", "agegender.cli", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    t0 = time.time()
-    while not ready():
-        assert proc.poll() is None, "the run finished before it could be killed"
-        assert time.time() - t0 < timeout
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+#: `agegender ARGS` in a child process that stops at a given point, tells the test through a pipe, and waits
+#: there for the SIGKILL: so the kill lands at that point whatever the machine's load. The child runs the
+#: real CLI; only the moment of the kill is chosen. Points: "file PATH" (right after PATH is written under
+#: its final name: every atomic write ends in os.replace) and "results N" (after N results were written).
+PAUSING_CLI = r"""
+import os, sys, threading
+from agegender.cli import main
+from agegender.inference.batch import ResultWriter
+
+kind, arg, fd = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+def pause():
+    os.write(fd, b"paused")
+    threading.Event().wait()
+
+if kind == "file":
+    real_replace = os.replace
+    def replace(src, dst, *args, **kwargs):
+        real_replace(src, dst, *args, **kwargs)
+        if os.fspath(dst) == arg:
+            pause()
+    os.replace = replace
+else:
+    real_write, written = ResultWriter.write, []
+    def write(self, result):
+        real_write(self, result)
+        written.append(result)
+        if len(written) == int(arg):
+            pause()
+    ResultWriter.write = write
+sys.exit(main(sys.argv[4:]))
+"""
+
+
+def kill_at(args: list[str], kind: str, arg: str | Path) -> None:
+    """Run `agegender ARGS`, SIGKILL it when it reaches the point (kind, arg) (see PAUSING_CLI); fail if it
+    ended without reaching it."""
+    r, w = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-c", PAUSING_CLI, kind, str(arg), str(w), *args], pass_fds=(w,),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    os.close(w)
+    with os.fdopen(r, "rb") as pipe:
+        reached = pipe.read(6) == b"paused"  # blocks until the child pauses (or exits: EOF)
+    if reached:
+        proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate()
+    assert reached, f"the run ended (exit {proc.returncode}) before it reached {kind} {arg}: {err.decode()[-2000:]}"
+    assert proc.returncode == -signal.SIGKILL
 
 
 def tree(folder: Path) -> dict[str, bytes]:
@@ -48,8 +85,9 @@ def prepared_pair(utk_subset, tmp_path_factory) -> tuple[Path, Path]:
            "--chunk-size", "8", "--no-progress"]
     cli(*src, "-o", str(base / "straight"))
     killed = base / "killed"
-    kill_when([*src, "-o", str(killed)], lambda: (killed / "parts" / "00001.csv").exists())
-    assert not (killed / "labels.csv").exists() and not (killed / "parts" / "00007.csv").exists()
+    kill_at([*src, "-o", str(killed)], "file", killed / "parts" / "00001.csv")  # after two chunks of eight
+    assert sorted(p.name for p in (killed / "parts").glob("*.csv")) == ["00000.csv", "00001.csv"]
+    assert not (killed / "labels.csv").exists()
     cli(*src, "-o", str(killed))
     return base / "straight", killed
 
@@ -69,11 +107,11 @@ def test_train_killed_and_resumed_matches_an_uninterrupted_run(prepared_pair, tm
     data = str(prepared_pair[0])
     cli("train", data, "-o", str(tmp_path / "straight"), *TINY)
     run = tmp_path / "killed"
-    kill_when(["train", data, "-o", str(run), *TINY], lambda: (run / "checkpoint.pt").exists())
+    kill_at(["train", data, "-o", str(run), *TINY], "file", run / "checkpoint.pt")  # after epoch 1
     import torch
 
     done = int(torch.load(run / "checkpoint.pt", weights_only=True)["epoch"])
-    assert 1 <= done < 5
+    assert done == 1
     out = cli("train", data, "-o", str(run), *TINY, "--resume")
     assert f"resuming {run} at epoch {done + 1}/5" in out.stdout
     straight = json.loads((tmp_path / "straight" / "history.json").read_text())
@@ -91,10 +129,9 @@ def test_predict_killed_leaves_no_half_written_results(frl_images, tmp_path):
     out = tmp_path / "results.jsonl"
     inputs = [str(p) for p in frl_images[:20]]
 
-    def started() -> bool:
-        return any(p.stat().st_size > 0 for p in tmp_path.glob(".results.jsonl.tmp*"))
-
-    kill_when(["predict", *inputs, "--format", "jsonl", "-o", str(out), "--no-progress"], started)
+    kill_at(["predict", *inputs, "--format", "jsonl", "-o", str(out), "--no-progress"], "results", 2)
+    partial = list(tmp_path.glob(".results.jsonl.tmp*"))
+    assert len(partial) == 1 and len(partial[0].read_text().splitlines()) == 2
     assert not out.exists()  # the partial results sit only in a temporary file
     cli("predict", *inputs[:3], "--format", "jsonl", "-o", str(out), "--no-progress")
     assert len(out.read_text().splitlines()) == 3

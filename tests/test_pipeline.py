@@ -3,11 +3,10 @@
 import json
 
 import numpy as np
-import pytest
 
-from .conftest import WIKI_MAT, cli, need
+from .conftest import WIKI_MAT, cli, need, need_module
 
-pytest.importorskip("torch")
+need_module("torch")
 
 
 def test_prepare_wiki_dry_run_prints_counts():

@@ -72,3 +72,18 @@ def test_csv_reader(tmp_path):
         f.write("c.jpg,12,alien,train,\n")
     with pytest.raises(ValueError, match="labels.csv:4"):
         read_labels_csv(p)
+
+
+def test_aaf_labels_and_gender_words():
+    from agegender.data import read_aaf
+
+    from .conftest import AAF_DIR
+
+    samples = read_aaf(need(AAF_DIR))
+    assert Counter(s.split for s in samples) == {"train": 10302, "val": 1292}
+    assert Counter(s.gender for s in samples) == {Gender.FEMALE: 6469, Gender.MALE: 5125}
+    first = samples[0]
+    assert first.path == str(AAF_DIR / "images" / "00001A02.jpg") and first.age == 2 and first.gender is Gender.FEMALE
+    ages = np.array([s.age for s in samples])
+    assert ages.min() == 2 and ages.max() == 80
+    assert all(s.extra == {"dataset": "aaf"} for s in samples[:5])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import re
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
 import numpy as np
@@ -193,6 +195,38 @@ def test_concurrent_requests_same_answers(server, portraits, client):
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(one, range(16)))
     assert all(out == expected[name] for name, out in results)
+
+
+def _send(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    """One request on an open (keep-alive) connection: (status, body)."""
+    conn.request(method, path, body=body, headers={"Content-Type": "image/jpeg"} if body else {})
+    r = conn.getresponse()
+    return r.status, r.read()
+
+
+def test_max_connections_beyond_the_limit_get_503(portraits):
+    """`serve --max-connections 2`: two open connections are served (the JSON contract); a request on a
+    third gets a 503; once it has gone, the others are served again. 0 is refused at start."""
+    jpeg = portraits[0].read_bytes()
+    with serve_process(["--max-connections", "2", "--log-level", "critical"]) as url:
+        u = urlparse(url)
+        a, b, c = (http.client.HTTPConnection(u.hostname, u.port, timeout=120) for _ in range(3))
+        try:
+            assert _send(a, "GET", "/v1/health")[0] == 200  # a stays open (keep-alive)
+            status, body = _send(b, "POST", "/v1/predict", jpeg)  # a second connection: within the limit
+            assert status == 200 and len(json.loads(body)["faces"]) == 1
+            assert _send(c, "GET", "/v1/health")[0] == 503  # a third: over it
+            assert _send(c, "POST", "/v1/predict", jpeg)[0] == 503
+            c.close()
+            # the server drops c when it sees it close; by the next round trip at the latest, a is served
+            statuses = [_send(a, "GET", "/v1/health")[0] for _ in range(3)]
+            assert statuses[-1] == 200 and set(statuses) <= {200, 503}, statuses
+        finally:
+            for conn in (a, b, c):
+                conn.close()
+    out = subprocess.run([sys.executable, "-m", "agegender.cli", "serve", "--max-connections", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "--max-connections must be >= 1" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_cors_off_by_default(client):

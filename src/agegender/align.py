@@ -1,8 +1,9 @@
 """Crop geometry: from a detection to the square face crop a model sees.
 
-Two modes, chosen by a model's stored Preprocessing:
+Three modes, chosen by a model's stored Preprocessing:
 - "align5": a similarity transform maps the 5 detector landmarks onto a fixed template, with `margin`
-  extra context on each side (fraction of the template face's size).
+  extra context on each side (fraction of the template face's size);
+- "square": a square centred on the detection box, side (1 + 2 margin) x the box's longer side, upright;
 - "box": the original Keras demo's crop: the detection box grown by `margin` of its width/height on each
   side, clipped to the image, resized to a square (aspect not kept).
 
@@ -77,16 +78,23 @@ def box_crop_window(
 
 
 def crop_matrix(det: Detection, prep: Preprocessing) -> np.ndarray:
-    """(2, 3) affine matrix mapping image pixels to crop pixels for one detection (align5 mode).
+    """(2, 3) affine matrix mapping image pixels to crop pixels for one detection (align5 and square modes).
 
-    Falls back to a square box crop around the detection when it has no usable landmarks (none, not finite,
-    or all at one point).
+    align5 falls back to the square crop when the detection has no usable landmarks (none, not finite, or
+    all at one point).
     """
     size, margin = prep.size, prep.margin
     lms = det.landmarks
-    if lms is not None and np.isfinite(lms).all() and np.ptp(np.asarray(lms, np.float64), axis=0).max() > 1e-3:
+    usable = lms is not None and np.isfinite(lms).all() and np.ptp(np.asarray(lms, np.float64), axis=0).max() > 1e-3
+    if prep.crop == "align5" and usable:
         return similarity_transform(lms, template_points(size, margin))
-    x1, y1, x2, y2 = det.box
+    return square_matrix(det.box, size, margin)
+
+
+def square_matrix(box: tuple[float, float, float, float], size: int, margin: float) -> np.ndarray:
+    """(2, 3) matrix taking the square of side (1 + 2 margin) x max(box width, height), centred on the box, to
+    a size x size crop (uniform scale, no rotation)."""
+    x1, y1, x2, y2 = box
     side = max(x2 - x1, y2 - y1) * (1.0 + 2.0 * margin)
     cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
     s = size / max(side, 1e-6)
@@ -162,7 +170,7 @@ def crop_scale(det: Detection, prep: Preprocessing) -> float:
     if prep.crop == "box":  # the grown box is resized to cut x cut, each axis on its own
         side = min(det.width, det.height) * (1.0 + 2.0 * prep.margin)
         return cut / max(side, 1e-6)
-    if prep.crop == "align5":
+    if prep.crop in ("align5", "square"):
         m = crop_matrix(det, replace(prep, size=cut, crop_size=0))
         return float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
     return float("inf")
@@ -198,6 +206,29 @@ def resize_square(img: np.ndarray, size: int) -> np.ndarray:
         return img
     shrink = img.shape[0] > size
     return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def center_cut(crop: np.ndarray, cut: int) -> np.ndarray:
+    """The central cut x cut pixels of a crop: the same face centre with a narrower margin."""
+    h = crop.shape[0]
+    if cut >= h:
+        return crop
+    o = (h - cut) // 2
+    return crop[o : o + cut, o : o + cut]
+
+
+def margin_cut(stored: Preprocessing, margin: float) -> int:
+    """Side in pixels of the centre of a crop cut as `stored` says (its size and margin) that holds the same
+    face with `margin` instead (align5 and square crops are centred on the face; `margin` <= stored's)."""
+    if margin > stored.margin + 1e-9:
+        raise ValueError(f"margin {margin} is wider than the crops' margin {stored.margin}")
+    return int(round(stored.size * (1 + 2 * margin) / (1 + 2 * stored.margin)))
+
+
+def from_stored_crop(crop: np.ndarray, stored: Preprocessing, model: Preprocessing) -> np.ndarray:
+    """A crop cut as `stored` says (a prepared dataset's), as `model` sees it: its centre at the model's
+    margin, resized to the model's input size, as training feeds it."""
+    return resize_square(center_cut(crop, margin_cut(stored, model.margin)), model.size)
 
 
 def crop_faces(image: np.ndarray | PixelSource, detections: list[Detection], prep: Preprocessing) -> np.ndarray:

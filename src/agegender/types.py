@@ -129,8 +129,10 @@ PREPROCESSING_VERSION = 2  # 2: adds crop_size
 class Preprocessing:
     """How a model's input crop is made; stored inside every weights file and read back at inference.
 
-    crop: "align5" (similarity warp of the 5 landmarks onto a template) or "box" (square box around the
-        detection, as the original Keras demo did).
+    crop: "align5" (similarity warp of the 5 landmarks onto a template), "square" (a square centred on the
+        detection box, side (1 + 2 * margin) x the box's longer side, no rotation: how the TF.js libraries
+        cut faces) or "box" (the detection box grown by margin, resized without keeping its aspect, as the
+        original Keras demo did).
     margin: extra context on each side, as a fraction of the face size (0.4 = the original demo's).
     size: input side in pixels (square).
     color: "RGB" or "BGR" channel order of the network input.
@@ -155,7 +157,7 @@ class Preprocessing:
     version: int = PREPROCESSING_VERSION
 
     def __post_init__(self) -> None:
-        if self.crop not in ("align5", "box"):
+        if self.crop not in ("align5", "square", "box"):
             raise ValueError(f"unknown crop mode {self.crop!r}")
         if self.color not in ("RGB", "BGR"):
             raise ValueError(f"unknown colour order {self.color!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -32,5 +33,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     report = evaluate_model(a.model, a.data, a.split, out, mode=a.mode, flip_tta=a.flip_tta,
                             progress=not a.no_progress, detector=a.detector, fast_detector=a.fast)
     print((Path(out) / "report.md").read_text())
-    print(f"report written to {out}/ (report.json, report.md, plots)")
+    plots = ", ".join(report["plots"]) or "no plots"
+    print(f"report written to {out}/ (report.json, report.md, predictions.csv, {plots})")
+    if report.get("plots_skipped"):
+        print(f"agegender evaluate: plots skipped: {report['plots_skipped']}", file=sys.stderr)
     return 0 if report else 1

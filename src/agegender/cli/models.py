@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from ..extras import require
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model to ONNX (decoding inside, preprocessing in metadata)")
-    p.add_argument("model", help="weights file (.safetensors) or run folder")
+    p.add_argument("model", help="built-in name (its ONNX file is copied), weights file (.safetensors) or run folder")
     p.add_argument("-o", "--out", required=True, help="output .onnx path")
     p.add_argument("--int8", action="store_true",
                    help="quantize to int8 (static; needs --calibration); MODEL may then also be an .onnx model")
@@ -19,48 +22,59 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from ..models.estimator import resolve_model_path
+    from ..models.estimator import builtin_models, resolve_model_path
 
     src = resolve_model_path(a.model)
     if a.int8:
         return _export_int8(a, src)
+    if src.suffix == ".onnx" and a.model in builtin_models():
+        return _copy_builtin_onnx(a.model, src, Path(a.out))
     if src.suffix != ".safetensors":
-        print(f"error: {src} is not a .safetensors model (an .onnx model can only be re-exported with --int8)",
-              file=sys.stderr)
+        print(f"agegender export: {src} is already an ONNX model: use it as it is (--model {a.model}), or add "
+              "--int8 --calibration DATA for an int8 copy", file=sys.stderr)
         return 2
-    from ..export.onnx_export import export_weights_file
+    from ..export.convert import weights_to_onnx
 
-    path = export_weights_file(src, a.out)
+    path = weights_to_onnx(src, a.out)
     print(f"wrote {path}")
     return 0
 
 
-def _export_int8(a: argparse.Namespace, src) -> int:
+def _copy_builtin_onnx(name: str, src: Path, out: Path) -> int:
+    """A built-in model ships as ONNX already (the export of its .safetensors): copy it, torch not needed."""
+    import shutil
+
+    if out.suffix != ".onnx":
+        raise ValueError(f"{out}: output must end in .onnx")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.copyfile(src, tmp)
+    tmp.replace(out)
+    print(f"wrote {out}: the built-in {name!r} model's own ONNX file ({src}), copied")
+    return 0
+
+
+def _export_int8(a: argparse.Namespace, src: Path) -> int:
     import tempfile
-    from pathlib import Path
 
     from ..export.quantize import calibration_crops, quantize_onnx
     from ..models import read_config
 
     if not a.calibration:
-        print("error: --int8 needs --calibration DATA (a prepared dataset)", file=sys.stderr)
+        print("agegender export: --int8 needs --calibration DATA (a prepared dataset)", file=sys.stderr)
         return 2
     if src.suffix not in (".onnx", ".safetensors"):
-        print(f"error: {src} is neither an .onnx nor a .safetensors model", file=sys.stderr)
+        print(f"agegender export: {src} is neither an .onnx nor a .safetensors model", file=sys.stderr)
         return 2
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
-        print("error: --int8 needs onnx: pip install 'agegender[export]'", file=sys.stderr)
-        return 2
-    size = read_config(str(src)).preprocessing.size
-    crops = calibration_crops(a.calibration, a.calibration_split, a.calibration_size, size)
+    require("onnx", "--int8")
+    prep = read_config(str(src)).preprocessing
+    crops = calibration_crops(a.calibration, a.calibration_split, a.calibration_size, prep)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_src = src
         if src.suffix == ".safetensors":
-            from ..export.onnx_export import export_weights_file
+            from ..export.convert import weights_to_onnx
 
-            onnx_src = export_weights_file(src, Path(tmp) / "float.onnx")
+            onnx_src = weights_to_onnx(src, Path(tmp) / "float.onnx")
         path = quantize_onnx(onnx_src, a.out, crops)
     print(f"wrote {path} (int8, calibrated on {len(crops)} crops of {a.calibration} {a.calibration_split})")
     return 0

@@ -9,8 +9,9 @@ from pathlib import Path
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="crop and label a dataset for training (the old create_db)")
-    p.add_argument("kind", choices=["utkface", "wiki", "imdb", "csv"])
-    p.add_argument("source", help="UTKFace folder; wiki_crop/imdb_crop folder (or its .mat); or a labels CSV")
+    p.add_argument("kind", choices=["utkface", "aaf", "wiki", "imdb", "csv"])
+    p.add_argument("source", help="UTKFace folder; AAF folder (with labels.csv); wiki_crop/imdb_crop folder "
+                   "(or its .mat); or a labels CSV")
     p.add_argument("-o", "--out", help="output dataset folder (not needed with --dry-run)")
     p.add_argument("--split-file", help="UTKFace: file,split CSV")
     p.add_argument("--dry-run", action="store_true", help="apply the label filters only and print the counts")
@@ -18,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-second-face", action="store_true", help="IMDB-WIKI: keep photos with a second face")
     p.add_argument("--min-age", type=int, default=0)
     p.add_argument("--max-age", type=int, default=100)
-    p.add_argument("--crop", choices=["align5", "box"], default="align5")
+    p.add_argument("--crop", choices=["align5", "square", "box"], default="align5")
     p.add_argument("--margin", type=float, default=0.25, help="context around the face, fraction per side")
     p.add_argument("--size", type=int, default=112, help="stored crop side in pixels")
     p.add_argument("--detector", default="retinaface")
@@ -31,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_prepare(a: argparse.Namespace) -> int:
-    from ..data import CropSpec, NoiseFilter, prepare_dataset, read_imdb_wiki, read_labels_csv, read_utkface
+    from ..data import CropSpec, NoiseFilter, prepare_dataset, read_aaf, read_imdb_wiki, read_labels_csv, read_utkface
     from ..data.imdb_wiki import find_mat
     from ..data.summary import write_summary
 
@@ -40,6 +41,9 @@ def cmd_prepare(a: argparse.Namespace) -> int:
         samples = read_utkface(a.source, a.split_file)
         source["split_file"] = a.split_file
         print(f"UTKFace: {len(samples)} labelled images")
+    elif a.kind == "aaf":
+        samples = read_aaf(a.source)
+        print(f"All-Age-Faces: {len(samples)} labelled images")
     elif a.kind in ("wiki", "imdb"):
         mat = find_mat(a.source)
         flt = NoiseFilter(a.min_score, not a.keep_second_face, a.min_age, a.max_age)

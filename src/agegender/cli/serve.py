@@ -32,17 +32,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    try:
-        import uvicorn
+    import uvicorn  # the 'serve' extra; when missing, agegender.cli says so in one line
 
-        from ..server.app import create_app
-    except ImportError as exc:
-        hint = "pip install 'agegender[serve]'"
-        raise RuntimeError(f"serve needs the 'serve' extra ({exc.name} missing): {hint}") from None
     from ..inference.predictor import Predictor
+    from ..server.app import create_app
 
     if not 0 <= a.min_threshold <= 1 or not 0 <= a.threshold <= 1:
         raise ValueError("thresholds must be between 0 and 1")
+    if a.max_connections < 1:
+        raise ValueError("--max-connections must be >= 1")
     predictor = Predictor(a.model, a.detector, score_threshold=min(a.min_threshold, a.threshold), flip_tta=a.flip_tta,
                           threads=a.threads, device=a.device)
     app = create_app(predictor=predictor, max_upload_bytes=int(a.max_upload_mb * 1024 * 1024),
@@ -52,5 +50,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
     print(f"agegender serve: model {predictor.estimator.name}, page {scheme}://{a.host}:{a.port}/, "
           f"docs {scheme}://{a.host}:{a.port}/docs", flush=True)
     uvicorn.run(app, host=a.host, port=a.port, log_level=a.log_level, ssl_certfile=a.ssl_certfile,
-                ssl_keyfile=a.ssl_keyfile, server_header=False, limit_concurrency=a.max_connections)
+                ssl_keyfile=a.ssl_keyfile, server_header=False,
+                # uvicorn refuses a request once `limit_concurrency` connections are open, its own included:
+                # + 1 lets --max-connections connections be served and refuses the next
+                limit_concurrency=a.max_connections + 1)
     return 0

@@ -9,14 +9,17 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train an age and gender model on a prepared dataset")
-    p.add_argument("data", help="prepared dataset folder")
+    p = sub.add_parser("train", help="train an age and gender model on prepared datasets")
+    p.add_argument("data", nargs="+", help="prepared dataset folder(s), prepared alike (crop mode, margin, size)")
     p.add_argument("-o", "--out", required=True, help="run folder (history, checkpoints, best model)")
-    p.add_argument("--arch", default="resnet", help="backbone: resnet (default) or wrn")
+    p.add_argument("--arch", default="resnet", help="backbone: resnet (default), wrn or mobilenet_v1")
     p.add_argument("--arch-kwargs", default="{}", help='backbone options as JSON, e.g. \'{"widths": [32,64,128,256]}\'')
     p.add_argument("--depth", type=int, help="wrn: depth (6n+4)")
     p.add_argument("--width", type=int, help="wrn: width factor k")
     p.add_argument("--image-size", type=int, default=96)
+    p.add_argument("--margin", type=float, default=-1.0,
+                   help="crop margin of the model, narrower than the prepared crops' (their centre is used; "
+                        "default: theirs)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
@@ -32,7 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--color", type=float, default=0.3)
     p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 = off)")
     p.add_argument("--erase", type=float, default=0.0, help="random erasing probability")
+    p.add_argument("--camera", action="store_true",
+                   help="camera-like augmentations: crop jitter, JPEG, blur, down-up scaling, grey/sepia, lighting")
     p.add_argument("--balance", type=float, default=0.0, help="age-balanced sampling power (0 = off, 0.5 = sqrt)")
+    p.add_argument("--balance-sources", action="store_true",
+                   help="with several datasets: draw each with the same total weight")
     p.add_argument("--ema", type=float, default=0.0, help="weight EMA decay (0 = off)")
     p.add_argument("--init", default="",
                    help="start from a trained model's weights (built-in name, .safetensors or run folder; "
@@ -40,6 +47,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", default="", help="distil from this trained model (built-in name or weights file)")
     p.add_argument("--distill", type=float, default=0.5,
                    help="with --teacher: weight of the teacher's targets against the labels (0..1)")
+    p.add_argument("--anchor", type=float, default=0.0,
+                   help="with --init: pull the trained weights towards the initial ones (L2-SP) with this weight")
+    p.add_argument("--freeze", type=int, default=0, metavar="K",
+                   help="keep the backbone's first K layers as --init gave them (train the rest)")
+    p.add_argument("--cache-views", type=int, default=0, metavar="V",
+                   help="with --freeze, the CPU recipe: compute the frozen layers once (ONNX Runtime) for V views "
+                        "of each face (the first clean, the others augmented) and train on those")
     p.add_argument("--val-fraction", type=float, default=0.0, help="carve validation from train (0: use split)")
     p.add_argument("--val-split", default="val")
     p.add_argument("--limit", type=int, default=0, help="at most N training samples (smoke tests)")
@@ -57,6 +71,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_train(a: argparse.Namespace) -> int:
     from ..training.augment import AugmentConfig
+    from ..training.camera import CameraAugment
     from ..training.loop import TrainConfig, train
 
     kwargs = json.loads(a.arch_kwargs)
@@ -69,7 +84,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     aug = AugmentConfig(flip=not a.no_flip, scale=a.scale, shift=a.shift, rotate=a.rotate, color=a.color,
                         mixup=a.mixup, erase=a.erase)
     cfg = TrainConfig(
-        data=a.data, out=a.out, arch=a.arch, arch_kwargs=kwargs, image_size=a.image_size, epochs=a.epochs,
+        data=a.data, out=a.out, arch=a.arch, arch_kwargs=kwargs, image_size=a.image_size, margin=a.margin,
+        epochs=a.epochs, camera=CameraAugment() if a.camera else None, balance_sources=a.balance_sources,
+        freeze=a.freeze, cache_views=a.cache_views, anchor=a.anchor,
         batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr, weight_decay=a.weight_decay,
         warmup_epochs=a.warmup_epochs, schedule=a.schedule, sigma=a.sigma, augment=aug, balance=a.balance,
         val_split=a.val_split, val_fraction=a.val_fraction, limit=a.limit, ema=a.ema, seed=a.seed,

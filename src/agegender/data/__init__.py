@@ -1,5 +1,6 @@
-"""Dataset readers (UTKFace, IMDB-WIKI, CSV), the prepare step, and prepared-dataset access."""
+"""Dataset readers (UTKFace, All-Age-Faces, IMDB-WIKI, CSV), the prepare step, and prepared-dataset access."""
 
+from .aaf import read_aaf
 from .csv_labels import read_labels_csv
 from .dataset import PreparedDataset
 from .imdb_wiki import FilterReport, NoiseFilter, read_imdb_wiki
@@ -9,5 +10,5 @@ from .utkface import read_utkface
 
 __all__ = [
     "CropSpec", "FilterReport", "NoiseFilter", "PreparedDataset", "Sample",
-    "prepare_dataset", "read_imdb_wiki", "read_labels_csv", "read_utkface",
+    "prepare_dataset", "read_aaf", "read_imdb_wiki", "read_labels_csv", "read_utkface",
 ]

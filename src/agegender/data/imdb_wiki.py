@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..extras import require
 from ..types import Gender
 from .records import Sample
 
@@ -57,8 +58,7 @@ def age_at_photo(dob_datenum: float, photo_taken: int) -> int:
 
 def load_mat(mat_path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Read imdb.mat or wiki.mat into flat arrays (one entry per face)."""
-    from scipy.io import loadmat
-
+    loadmat = require("scipy.io", f"reading {Path(mat_path).name}").loadmat
     mat = loadmat(str(mat_path))
     key = "imdb" if "imdb" in mat else "wiki" if "wiki" in mat else None
     if key is None:

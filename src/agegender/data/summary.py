@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..extras import MissingExtra, require
 from ..fileio import atomic_write_text
 from .dataset import PreparedDataset
 
@@ -35,8 +36,7 @@ def summary_lines(root: str | os.PathLike[str]) -> list[str]:
 
 def plot_summary(root: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
     """Age histograms (by gender) per split in one PNG."""
-    import matplotlib
-
+    matplotlib = require("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -67,6 +67,6 @@ def write_summary(root: str | os.PathLike[str]) -> list[str]:
     try:
         plot_summary(root, Path(root) / "summary.png")
         lines.append(f"summary plot: {Path(root) / 'summary.png'}")
-    except ImportError:
-        lines.append("(install matplotlib for summary.png)")
+    except MissingExtra as exc:
+        lines.append(f"(summary.png skipped: {exc})")
     return lines

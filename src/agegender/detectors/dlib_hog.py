@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..extras import require
 from ..types import Detection
 from .base import register_detector, sort_and_cap
 
@@ -17,10 +18,7 @@ class DlibHogDetector:
     name = "dlib-hog"
 
     def __init__(self, upsample: int = 1, max_faces: int | None = None, min_face: float = 0.0) -> None:
-        try:
-            import dlib
-        except ImportError:
-            raise RuntimeError("the dlib-hog detector needs dlib: pip install 'agegender[dlib]'") from None
+        dlib = require("dlib", "the dlib-hog detector")
         self._detector = dlib.get_frontal_face_detector()
         self.upsample = upsample
         self.max_faces = max_faces

@@ -9,10 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from ..extras import require
+
 
 def _plt():
-    import matplotlib
-
+    """matplotlib.pyplot on the Agg backend; MissingExtra (an ImportError) naming the 'plots' extra."""
+    matplotlib = require("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..align import resize_square
+from ..align import from_stored_crop
 from ..data.dataset import PreparedDataset
 from ..detectors.base import detect_faces
+from ..extras import MissingExtra
 from ..fileio import atomic_write_json, atomic_write_text
 from ..imageio import ImageLoadError
 from ..inference.batch import use_fast_detector
@@ -25,17 +26,19 @@ from .metrics import breakdown, decade_labels, summarize
 
 
 def crops_compatible(ds: PreparedDataset, est: Estimator) -> bool:
-    """True when the dataset's stored crops are cut the way the model expects (mode and margin)."""
-    return ds.preprocessing.same_cut(est.preprocessing)
+    """True when the model's crops can be had from the dataset's stored ones: the same crop mode and a margin
+    no wider (a narrower one is their centre, as training cuts it)."""
+    dp, mp = ds.preprocessing, est.preprocessing
+    return dp.crop == mp.crop and mp.margin <= dp.margin + 1e-9
 
 
 def predict_crops(est: Estimator, ds: PreparedDataset, flip_tta: bool, progress: bool, batch: int = 256):
-    """Ages and P(female) for every stored crop (resized to the model's input size)."""
-    size = est.preprocessing.size
+    """Ages and P(female) for every stored crop (its centre at the model's margin, resized to its input)."""
+    stored, prep = ds.preprocessing, est.preprocessing
     ages, pf = np.full(len(ds), np.nan, np.float32), np.full(len(ds), np.nan, np.float32)
     for i in tqdm(range(0, len(ds), batch), desc="evaluate", unit="batch", disable=not progress):
         idx = range(i, min(i + batch, len(ds)))
-        out = est.estimate(np.stack([resize_square(ds.image(j), size) for j in idx]), flip_tta=flip_tta)
+        out = est.estimate(np.stack([from_stored_crop(ds.image(j), stored, prep) for j in idx]), flip_tta=flip_tta)
         ages[i : i + len(idx)], pf[i : i + len(idx)] = out.ages, out.p_female
     return ages, pf, np.ones(len(ds), bool)
 
@@ -73,9 +76,11 @@ def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.Pat
                    out: str | os.PathLike[str], mode: str = "auto", flip_tta: bool = False,
                    progress: bool = True, detector: str = "retinaface", fast_detector: bool = False) -> dict[str, Any]:
     """Evaluate and write the report into `out`; returns the report dict. `detector`: end-to-end only;
-    fast_detector: its input at `predict --fast`'s size (end-to-end only)."""
-    from .plots import plot_error_by_group, plot_predicted_vs_true
+    fast_detector: its input at `predict --fast`'s size (end-to-end only).
 
+    The PNG plots need matplotlib (the 'plots' extra); without it the report is written all the same and
+    report["plots_skipped"] says what to install.
+    """
     est = model if hasattr(model, "estimate") else load_estimator(model)  # type: ignore[arg-type]
     ds = PreparedDataset(data, split)
     if len(ds) == 0:
@@ -113,6 +118,10 @@ def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.Pat
         report["by_race"] = breakdown(ds.column("race"), ages, pf, true_age, true_gender, found)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        report["plots"] = [p.name for p in write_plots(ages, true_age, report["by_decade"], out, split)]
+    except MissingExtra as exc:
+        report["plots"], report["plots_skipped"] = [], str(exc)
     atomic_write_json(out / "report.json", report)
     md = [f"# Evaluation: {report['model']} on {data} ({split}, {mode})", "",
           markdown_table({"all": report["overall"]}, "set"), "", "## By age decade", "",
@@ -128,6 +137,13 @@ def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.Pat
         w.writerow([ds.rows[i]["file"], ds.rows[i]["source"], ds.rows[i]["age"], ds.rows[i]["gender"], int(found[i]),
                     "" if np.isnan(ages[i]) else f"{ages[i]:.2f}", "" if np.isnan(pf[i]) else f"{pf[i]:.4f}"])
     atomic_write_text(out / "predictions.csv", buf.getvalue())
-    plot_predicted_vs_true(ages, true_age, out / "predicted_vs_true.png", f"{split}: predicted vs true age")
-    plot_error_by_group(report["by_decade"], out / "error_by_age.png", f"{split}: age MAE by decade")
     return report
+
+
+def write_plots(ages: np.ndarray, true_age: np.ndarray, by_decade: dict[str, dict[str, Any]], out: Path,
+                split: str) -> list[Path]:
+    """predicted_vs_true.png and error_by_age.png into `out`; MissingExtra without matplotlib."""
+    from .plots import plot_error_by_group, plot_predicted_vs_true
+
+    return [plot_predicted_vs_true(ages, true_age, out / "predicted_vs_true.png", f"{split}: predicted vs true age"),
+            plot_error_by_group(by_decade, out / "error_by_age.png", f"{split}: age MAE by decade")]

@@ -7,6 +7,10 @@ epsilon come from the file (its model_config when present, else the weight shape
 
 Tensor layouts: Keras conv kernel (kh, kw, cin, cout) -> torch (cout, cin, kh, kw); Dense kernel
 (F, out) -> torch (out, F) with F flattened in NHWC order, as `WideResNet` flattens.
+
+`read_keras` needs only h5py and numpy: it gives the weights under our torch state_dict names, which
+`save_keras_import` writes as .safetensors (numpy) or as ONNX (`wrn_graph`, numpy + onnx) without torch;
+`import_keras` loads them into the torch network.
 """
 
 from __future__ import annotations
@@ -15,15 +19,18 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
+from ..extras import require
 from ..fileio import sha256_of
 from ..models.config import ModelConfig
-from ..models.nets import AgeGenderNet, SameConv, build_model
 from ..types import Preprocessing
+from .wrn_graph import check_wrn_state, wrn_layout
+
+if TYPE_CHECKING:
+    from ..models.nets import AgeGenderNet
 
 #: the original demo's preprocessing: dlib HOG box + 0.4 margin, BGR 0..255 unnormalised
 KERAS_PREPROCESSING = dict(crop="box", margin=0.4, color="BGR", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
@@ -31,10 +38,7 @@ KERAS_PREPROCESSING = dict(crop="box", margin=0.4, color="BGR", mean=(0.0, 0.0, 
 
 
 def _open_h5(path: str):  # -> h5py.File
-    try:
-        import h5py
-    except ImportError:
-        raise RuntimeError("importing Keras weights needs h5py: pip install 'agegender[keras]'") from None
+    h5py = require("h5py", "importing Keras weights")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     try:
@@ -126,12 +130,44 @@ def _heads(layers: dict[str, dict[str, np.ndarray]]) -> tuple[np.ndarray, np.nda
 
 
 def import_keras(h5_path: str | os.PathLike[str]) -> tuple[AgeGenderNet, ModelConfig]:
-    """Rebuild a Keras age-gender WideResNet (.hdf5) as our "wrn" AgeGenderNet (eval mode, CPU).
+    """Rebuild a Keras age-gender WideResNet (.hdf5) as our "wrn" AgeGenderNet (eval mode, CPU; torch).
 
     Returns the network (input (N, 3, S, S) BGR 0..255) and its ModelConfig with the original
     preprocessing (box crop, margin 0.4, BGR, no normalisation) and gender output 0 = female.
     Raises ValueError naming the file when it is not such a network.
     """
+    import torch
+
+    from ..models.torch_weights import build_from_config
+
+    state, cfg = read_keras(h5_path)
+    net = build_from_config(cfg)
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
+    net.eval()
+    return net, cfg
+
+
+def save_keras_import(h5_path: str | os.PathLike[str], out: str | os.PathLike[str]) -> ModelConfig:
+    """Import a Keras .hdf5 straight into `out`: .safetensors (numpy) or .onnx (onnx). No torch needed."""
+    out = Path(out)
+    if out.suffix not in (".safetensors", ".onnx"):
+        raise ValueError(f"{out}: output must end in .safetensors or .onnx")
+    state, cfg = read_keras(h5_path)
+    if out.suffix == ".onnx":
+        from .wrn_graph import save_wrn_onnx
+
+        save_wrn_onnx(state, cfg, out)
+    else:
+        from ..models.numpy_weights import save_arrays
+
+        save_arrays(out, state, cfg)
+    return cfg
+
+
+def read_keras(h5_path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], ModelConfig]:
+    """The weights of a Keras age-gender WideResNet (.hdf5) under our "wrn" state_dict names (numpy,
+    torch layouts), and its ModelConfig. Needs h5py only; ValueError naming the file when it is not
+    such a network."""
     path = str(Path(h5_path))
     with _open_h5(path) as f:
         try:
@@ -147,7 +183,7 @@ def import_keras(h5_path: str | os.PathLike[str]) -> tuple[AgeGenderNet, ModelCo
 
 
 def _rebuild(path: str, layers: dict[str, dict[str, np.ndarray]], config: dict[str, Any],
-             keras_version: str) -> tuple[AgeGenderNet, ModelConfig]:
+             keras_version: str) -> tuple[dict[str, np.ndarray], ModelConfig]:
     convs = [layers[n]["kernel"] for n in sorted(layers, key=_creation_index) if layers[n].get("kernel") is not None
              and layers[n]["kernel"].ndim == 4]
     bns = [layers[n] for n in sorted(layers, key=_creation_index) if "moving_mean" in layers[n]]
@@ -159,29 +195,23 @@ def _rebuild(path: str, layers: dict[str, dict[str, np.ndarray]], config: dict[s
     width = convs[1].shape[3] // 16
     pool, _ = _check_layer_options(config)
     size = _input_size(config, gender_k.shape[0], 64 * width)
-    net = build_model("wrn", num_ages=age_k.shape[1], depth=depth, width=width, input_size=size, pool=pool)
-
-    torch_convs = [m for m in net.modules() if isinstance(m, SameConv)]
-    torch_bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    if len(torch_convs) != len(convs) or len(torch_bns) != len(bns):
-        raise ValueError(f"{len(convs)} convolutions and {len(bns)} BN layers, expected {len(torch_convs)} and "
-                         f"{len(torch_bns)} for WRN-{depth}-{width}")
-    state: dict[str, torch.Tensor] = {}
-    names = {m: n for n, m in net.named_modules()}
-    for m, k in zip(torch_convs, convs):
-        state[f"{names[m]}.weight"] = torch.from_numpy(np.ascontiguousarray(k.transpose(3, 2, 0, 1)))
-    for m, w in zip(torch_bns, bns):
+    conv_names, bn_names = wrn_layout(depth, width)
+    if len(conv_names) != len(convs) or len(bn_names) != len(bns):
+        raise ValueError(f"{len(convs)} convolutions and {len(bns)} BN layers, expected {len(conv_names)} and "
+                         f"{len(bn_names)} for WRN-{depth}-{width}")
+    state: dict[str, np.ndarray] = {}
+    for (key, _), k in zip(conv_names, convs):
+        state[key] = np.ascontiguousarray(k.transpose(3, 2, 0, 1))
+    for (prefix, _), w in zip(bn_names, bns):
         c = w["moving_mean"].shape[0]
-        prefix = names[m]
-        state[f"{prefix}.weight"] = torch.from_numpy(w.get("gamma", np.ones(c, np.float32)))
-        state[f"{prefix}.bias"] = torch.from_numpy(w.get("beta", np.zeros(c, np.float32)))
-        state[f"{prefix}.running_mean"] = torch.from_numpy(w["moving_mean"])
-        state[f"{prefix}.running_var"] = torch.from_numpy(w["moving_variance"])
-        state[f"{prefix}.num_batches_tracked"] = torch.zeros((), dtype=torch.long)
-    state["gender_head.weight"] = torch.from_numpy(np.ascontiguousarray(gender_k.T))
-    state["age_head.weight"] = torch.from_numpy(np.ascontiguousarray(age_k.T))
-    net.load_state_dict(state, strict=True)
-    net.eval()
+        state[f"{prefix}.weight"] = w.get("gamma", np.ones(c, np.float32))
+        state[f"{prefix}.bias"] = w.get("beta", np.zeros(c, np.float32))
+        state[f"{prefix}.running_mean"] = w["moving_mean"]
+        state[f"{prefix}.running_var"] = w["moving_variance"]
+        state[f"{prefix}.num_batches_tracked"] = np.zeros((), np.int64)
+    state["gender_head.weight"] = np.ascontiguousarray(gender_k.T)
+    state["age_head.weight"] = np.ascontiguousarray(age_k.T)
+    check_wrn_state(state, depth, width, size, age_k.shape[1])
 
     prep = Preprocessing(size=size, age_max=age_k.shape[1] - 1, **KERAS_PREPROCESSING)  # type: ignore[arg-type]
     card = {
@@ -195,4 +225,4 @@ def _rebuild(path: str, layers: dict[str, dict[str, np.ndarray]], config: dict[s
     }
     cfg = ModelConfig(arch="wrn", preprocessing=prep, gender_female_index=0, card=card,
                       arch_kwargs={"depth": depth, "width": width, "input_size": size, "pool": pool})
-    return net, cfg
+    return state, cfg

@@ -7,6 +7,7 @@ age_probs (N, K), age (N,) expected years. Metadata key "agegender": the ModelCo
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 
 from ..models.config import METADATA_KEY, ModelConfig
 from ..models.nets import AgeGenderNet, DecodedNet
+from ..models.onnx_graph import constant_folded, fold_pads_into_convs
 from ..models.torch_weights import load_model
 
 
@@ -27,20 +29,31 @@ def export_onnx(model: AgeGenderNet, cfg: ModelConfig, out: str | os.PathLike[st
     wrapped = DecodedNet(model.float().eval().cpu(), cfg.preprocessing.age_min).eval()
     dummy = torch.zeros(2, 3, size, size)
     tmp = out.with_name(f".{out.name}.tmp")
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracing notes (e.g. TF 'SAME' pads fixed per input size) are expected
         torch.onnx.export(
             wrapped, (dummy,), str(tmp), input_names=["input"], output_names=["gender_probs", "age_probs", "age"],
             dynamic_axes={"input": {0: "batch"}, "gender_probs": {0: "batch"}, "age_probs": {0: "batch"},
                           "age": {0: "batch"}},
             opset_version=opset, dynamo=False,
         )
-    proto = onnx.load(str(tmp))
+    proto = constant_folded(str(tmp))
+    fold_pads_into_convs(proto)
     meta = proto.metadata_props.add()
     meta.key, meta.value = METADATA_KEY, cfg.to_json()
     proto.producer_name = "agegender"
     onnx.save(proto, str(tmp))
     os.replace(tmp, out)
     return out
+
+
+def export_state_onnx(state: dict[str, np.ndarray], cfg: ModelConfig, out: str | os.PathLike[str]) -> Path:
+    """Build the network `cfg` describes, load a NumPy state dict into it (strict) and export it to ONNX."""
+    from ..models.torch_weights import build_from_config
+
+    net = build_from_config(cfg)
+    net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}, strict=True)
+    return export_onnx(net.eval(), cfg, out)
 
 
 def export_weights_file(weights: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:

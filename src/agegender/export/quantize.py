@@ -13,18 +13,22 @@ from pathlib import Path
 
 import numpy as np
 
-from ..align import resize_square, to_network_input
+from ..align import from_stored_crop, to_network_input
 from ..data.dataset import PreparedDataset
 from ..models.config import METADATA_KEY, onnx_session, read_onnx_session_config
+from ..types import Preprocessing
 
 
-def calibration_crops(data: str | os.PathLike[str], split: str, count: int, size: int, seed: int = 0) -> np.ndarray:
-    """(count, size, size, 3) uint8 RGB crops spread at random over one split of a prepared dataset."""
+def calibration_crops(data: str | os.PathLike[str], split: str, count: int, prep: Preprocessing,
+                      seed: int = 0) -> np.ndarray:
+    """(count, S, S, 3) uint8 RGB crops spread at random over one split of a prepared dataset, as the model
+    whose record is `prep` sees them (its margin's centre of each stored crop, at its input size)."""
     ds = PreparedDataset(data, split)
     if len(ds) == 0:
         raise ValueError(f"{data}: split {split!r} has no crops to calibrate on")
     pick = np.sort(np.random.default_rng(seed).permutation(len(ds))[: min(count, len(ds))])
-    return np.stack([resize_square(ds.image(int(i)), size) for i in pick])
+    stored = ds.preprocessing
+    return np.stack([from_stored_crop(ds.image(int(i)), stored, prep) for i in pick])
 
 
 def quantize_onnx(src: str | os.PathLike[str], out: str | os.PathLike[str], crops_rgb: np.ndarray,

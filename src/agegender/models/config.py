@@ -112,3 +112,4 @@ def read_onnx_session_config(session, path: str) -> ModelConfig:  # session: onn
     if METADATA_KEY not in props:
         raise ValueError(f"{path}: ONNX file has no agegender preprocessing record in its metadata")
     return ModelConfig.from_json(props[METADATA_KEY], path)
+

@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from ..align import to_network_input
+from ..extras import require
 from ..types import Preprocessing
 from .config import ModelConfig, onnx_session, read_onnx_session_config
 from .decode import expected_age, female_probability
@@ -98,20 +99,23 @@ class TorchEstimator(_Base):
     """A .safetensors model on PyTorch (CPU unless device says otherwise)."""
 
     def __init__(self, path: str | os.PathLike[str], device: str = "cpu") -> None:
+        require("torch", "running a .safetensors model")
+        from .nets import DecodedNet
         from .torch_weights import load_model
 
         self.path = str(path)
         self.model, self.config = load_model(self.path)
+        self.decoded = DecodedNet(self.model, self.config.preprocessing.age_min).eval()  # as the ONNX graph decodes
         self.device = device
-        self.model.to(device)
+        self.decoded.to(device)
         self.name = Path(self.path).stem
 
     def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
         with torch.inference_mode():
-            g, a = self.model(torch.from_numpy(x).to(self.device))
-            return (torch.softmax(g.float(), 1).cpu().numpy(), torch.softmax(a.float(), 1).cpu().numpy())
+            g, a, _ = self.decoded(torch.from_numpy(x).to(self.device))
+            return g.float().cpu().numpy(), a.float().cpu().numpy()
 
 
 def builtin_models() -> dict[str, Path]:

@@ -3,7 +3,9 @@
 Backbones are registered by name (like a model zoo registry) and built with keyword options:
 - "resnet": a compact pre-activation-free ResNet for CPUs (widths, blocks, stem stride);
 - "wrn": the original Keras project's WideResNet (depth, width k), laid out so that Keras weights load
-  one-to-one: 'same' padding and average pooling reproduced exactly, NHWC flattening, BN eps 1e-3.
+  one-to-one: 'same' padding and average pooling reproduced exactly, NHWC flattening, BN eps 1e-3;
+- "mobilenet_v1" (models/mobilenet.py) and "tiny_xception" (models/xception.py): the TF.js networks
+  that `agegender import-tfjs` brings in.
 
 This module imports torch; the rest of the package reaches it only from training, export and the torch
 estimator.
@@ -18,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .tf_layers import SameConv2d
+
 _BACKBONES: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -29,27 +33,50 @@ def register_backbone(name: str) -> Callable[[Callable[..., nn.Module]], Callabl
     return wrap
 
 
+def _register_all() -> None:
+    """Import the modules whose builders register themselves (they import this module, so lazily)."""
+    from . import mobilenet, xception  # noqa: F401
+
+
 def available_backbones() -> list[str]:
+    _register_all()
     return sorted(_BACKBONES)
 
 
 class AgeGenderNet(nn.Module):
-    """backbone(x) -> (N, F) features -> gender logits (N, 2), age logits (N, num_ages).
+    """backbone(x) -> (N, F) features -> gender logits (N, 2), age output.
 
     Input: (N, 3, S, S) float32, normalised as the model's Preprocessing says.
+    Age output: logits (N, num_ages), one per year of the record's age range (read as the softmax's
+    expected value); or, with age_regression, (N, 1) years directly (a network imported as it was trained).
     """
 
     def __init__(self, backbone: nn.Module, num_features: int, num_ages: int = 101, dropout: float = 0.0,
-                 head_bias: bool = True) -> None:
+                 head_bias: bool = True, age_regression: bool = False) -> None:
         super().__init__()
         self.backbone = backbone
+        self.num_ages = num_ages
+        self.age_regression = age_regression
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.gender_head = nn.Linear(num_features, 2, bias=head_bias)
-        self.age_head = nn.Linear(num_features, num_ages, bias=head_bias)
+        self.age_head = nn.Linear(num_features, 1 if age_regression else num_ages, bias=head_bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.dropout(self.backbone(x))
+        return self.heads(self.backbone(x))
+
+    def heads(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, F) backbone features -> gender logits, age output."""
+        f = self.dropout(f)
         return self.gender_head(f), self.age_head(f)
+
+
+def regression_age_probs(age: torch.Tensor, age_min: int, num_ages: int) -> torch.Tensor:
+    """(N,) ages in years -> (N, num_ages) two-hot distributions over age_min.. whose expected value is the
+    age clamped to the range: p_k = max(0, 1 - |k - (age - age_min)|). The torch twin of
+    `decode.regression_age_probs`."""
+    t = (age - age_min).clamp(0, num_ages - 1)[:, None]
+    k = torch.arange(num_ages, dtype=age.dtype, device=age.device)[None, :]
+    return torch.relu(1.0 - (k - t).abs())
 
 
 class DecodedNet(nn.Module):
@@ -58,17 +85,21 @@ class DecodedNet(nn.Module):
     def __init__(self, net: AgeGenderNet, age_min: int = 0) -> None:
         super().__init__()
         self.net = net
-        k = net.age_head.out_features
-        self.register_buffer("ages", torch.arange(age_min, age_min + k, dtype=torch.float32))
+        self.age_min = age_min
+        self.register_buffer("ages", torch.arange(age_min, age_min + net.num_ages, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         g, a = self.net(x)
-        pa = torch.softmax(a, dim=1)
-        return torch.softmax(g, dim=1), pa, pa @ self.ages
+        if self.net.age_regression:
+            pa = regression_age_probs(a[:, 0].float(), self.age_min, self.net.num_ages)
+        else:
+            pa = torch.softmax(a.float(), dim=1)
+        return torch.softmax(g.float(), dim=1), pa, pa @ self.ages
 
 
 def build_model(arch: str, num_ages: int = 101, **kwargs: Any) -> AgeGenderNet:
     """Build an AgeGenderNet with the named backbone; unknown names raise ValueError."""
+    _register_all()
     try:
         fn = _BACKBONES[arch]
     except KeyError:
@@ -115,6 +146,21 @@ class CompactResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x).mean(dim=(2, 3))
 
+    def split(self, k: int) -> tuple[nn.Module, nn.Module]:
+        """(lower, upper) sharing this network's modules: the first k layers, and the rest with pooling."""
+        if not 1 <= k < len(self.features):
+            raise ValueError(f"resnet: split point {k} outside 1..{len(self.features) - 1}")
+        return self.features[:k], _PooledTail(self.features[k:])
+
+
+class _PooledTail(nn.Module):
+    def __init__(self, layers: nn.Module) -> None:
+        super().__init__()
+        self.layers = layers
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x).mean(dim=(2, 3))
+
 
 @register_backbone("resnet")
 def _resnet(
@@ -131,20 +177,11 @@ def _resnet(
 # ------------------------------------------------------------------------------------------ WideResNet
 
 
-class SameConv(nn.Conv2d):
-    """Conv2d with TensorFlow/Keras 'same' padding (asymmetric: the extra pixel goes right/bottom)."""
+class SameConv(SameConv2d):
+    """Conv2d with TensorFlow/Keras 'same' padding and no bias (the WideResNet's convolutions)."""
 
     def __init__(self, cin: int, cout: int, k: int, stride: int = 1) -> None:
-        super().__init__(cin, cout, k, stride, padding=0, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for size in (x.shape[3], x.shape[2]):
-            s, k = self.stride[0], self.kernel_size[0]
-            out = -(-size // s)
-            total = max((out - 1) * s + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        return super().forward(F.pad(x, pads) if any(pads) else x)
+        super().__init__(cin, cout, k, stride, bias=False)
 
 
 class SameAvgPool(nn.Module):

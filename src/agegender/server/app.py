@@ -19,13 +19,13 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..inference.predictor import Predictor
 from .body import read_upload
 from .errors import ApiError
+from .schema import HealthOut, ModelsOut, PredictOut, error_responses, predict_body
 from .service import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES, PredictService
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -34,41 +34,6 @@ log = logging.getLogger("agegender.server")
 #: the page may load only what this server serves; camera frames and result images are blob: URLs
 PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
             "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
-
-
-class FaceOut(BaseModel):
-    box: list[float]
-    score: float
-    age: float
-    gender: str
-    gender_probability: float
-
-
-class PredictOut(BaseModel):
-    """Same object as one line of `agegender predict --format jsonl`; annotated_jpeg only with annotate=true."""
-
-    image: str
-    width: int
-    height: int
-    faces: list[FaceOut]
-    skipped_faces: dict[str, int] | None = None
-    annotated_jpeg: str | None = None
-
-
-class ErrorOut(BaseModel):
-    error: str
-
-
-_IMAGE_BODY = {"schema": {"type": "string", "format": "binary"}}
-PREDICT_BODY = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
-                                           "properties": {"file": {"type": "string", "format": "binary"}}}},
-        "image/jpeg": _IMAGE_BODY, "image/png": _IMAGE_BODY, "image/webp": _IMAGE_BODY,
-        "application/octet-stream": _IMAGE_BODY,
-    },
-}
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -125,7 +90,8 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail))
+        # keep the exception's headers: a 405 carries the Allow header RFC 9110 requires
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _internal_error(_: Request, exc: Exception) -> JSONResponse:
@@ -138,12 +104,18 @@ def create_app(
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
-    @app.post("/v1/predict", response_model=None, openapi_extra={"requestBody": PREDICT_BODY},
-              responses={200: {"model": PredictOut}, 400: {"model": ErrorOut}, 413: {"model": ErrorOut},
-                         415: {"model": ErrorOut}})
+    floor = service.min_threshold
+    ok = {"model": PredictOut, "description": "the faces found, largest first",
+          "headers": {"Server-Timing": {"description": "predict;dur=MILLISECONDS", "schema": {"type": "string"}}}}
+
+    @app.post("/v1/predict", response_model=None,
+              openapi_extra={"requestBody": predict_body(max_upload_bytes, max_pixels)},
+              responses={200: ok, **error_responses(400, 413, 415, 500)})
     async def predict(
         request: Request,
-        threshold: float | None = Query(None, ge=0, le=1, description="detector score threshold (0..1)"),
+        threshold: float | None = Query(
+            None, ge=floor, le=1, description=f"detector score threshold, from this server's floor {floor} "
+            f"(its --min-threshold) to 1; default {service.default_threshold}"),
         max_faces: int | None = Query(None, ge=1, description="keep the N largest faces"),
         annotate: bool = Query(False, description="also return the annotated image as base64 JPEG"),
     ) -> JSONResponse:
@@ -158,12 +130,12 @@ def create_app(
         ms = (time.perf_counter() - start) * 1000
         return JSONResponse(out, headers={"Server-Timing": f"predict;dur={ms:.1f}"})
 
-    @app.get("/v1/health")
+    @app.get("/v1/health", response_model=HealthOut, responses=error_responses(500))
     async def health() -> dict[str, Any]:
         """Liveness: the model is loaded and the server answers."""
         return {"status": "ok", "version": __version__, "workers": service.workers}
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", response_model=ModelsOut, responses=error_responses(500))
     async def models() -> dict[str, Any]:
         """The model and detector in use, their preprocessing and the upload limits."""
         est = service.predictor.estimator

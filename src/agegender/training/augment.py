@@ -45,8 +45,20 @@ def _affine(b: int, cfg: AugmentConfig, device: torch.device, gen: torch.Generat
     return theta
 
 
-def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, H, W, 3) uint8 -> (B, 3, size, size) float 0..255 (area resize; no augmentation)."""
+def center_cut_batch(x: torch.Tensor, cut: int) -> torch.Tensor:
+    """(B, H, W, 3) -> the central (B, cut, cut, 3) (a narrower margin around the same face centre)."""
+    h = x.shape[1]
+    if cut >= h:
+        return x
+    o = (h - cut) // 2
+    return x[:, o : o + cut, o : o + cut]
+
+
+def resize_batch(x: torch.Tensor, size: int, cut: int = 0) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, size, size) float 0..255 (centre `cut` pixels if given, area resize; no
+    augmentation)."""
+    if cut:
+        x = center_cut_batch(x, cut)
     x = x.permute(0, 3, 1, 2).float()
     if x.shape[-1] == size and x.shape[-2] == size:
         return x.contiguous()
@@ -54,14 +66,22 @@ def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
                          align_corners=None if x.shape[-1] > size else False)
 
 
-def augment_batch(x: torch.Tensor, size: int, cfg: AugmentConfig, gen: torch.Generator | None = None) -> torch.Tensor:
-    """(B, H, W, 3) uint8 -> augmented (B, 3, size, size) float 0..255."""
+def augment_batch(x: torch.Tensor, size: int, cfg: AugmentConfig, gen: torch.Generator | None = None,
+                  cut: int = 0) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> augmented (B, 3, size, size) float 0..255. cut: the model sees the central
+    `cut` pixels of each crop (0: all of it); the jitter may then reach into the context around them."""
     b = x.shape[0]
     dev = x.device
-    img = resize_batch(x, size)
-    if cfg.scale or cfg.shift or cfg.rotate or cfg.flip:
+    geometric = bool(cfg.scale or cfg.shift or cfg.rotate or cfg.flip)
+    zoom = cut / x.shape[1] if cut and cut < x.shape[1] else 1.0
+    if geometric and zoom < 1.0:
+        img = resize_batch(x, round(size / zoom))
+    else:
+        img = resize_batch(x, size, cut)
+    if geometric:
         theta = _affine(b, cfg, dev, gen)
-        grid = F.affine_grid(theta, [b, 3, size, size], align_corners=False)
+        theta[:, :, :2] *= zoom
+        grid = F.affine_grid(theta, [b, 3, size, size], align_corners=False)  # samples any input size
         img = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if cfg.color > 0:
         c = cfg.color

@@ -7,14 +7,20 @@ without augmentation; mild augmentation of the student's input leaves those targ
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from ..align import resize_square
-from ..models.estimator import load_estimator
+from ..fileio import sha256_of
+from ..models.estimator import load_estimator, resolve_model_path
 from ..types import Preprocessing
 from .batches import CropSource, read_crop
+from .init_weights import refuse_untrainable
 
 
 def teacher_targets(teacher: str, src: CropSource, data_prep: Preprocessing, student_prep: Preprocessing,
@@ -25,6 +31,7 @@ def teacher_targets(teacher: str, src: CropSource, data_prep: Preprocessing, stu
     mode and margin) and over the student's age classes, else ValueError.
     """
     est = load_estimator(teacher)
+    refuse_untrainable("--teacher", teacher, est.config)
     tp = est.preprocessing
     if not tp.same_cut(data_prep):
         raise ValueError(f"teacher {teacher!r} expects {tp.crop} crops with margin {tp.margin}; this dataset "
@@ -45,6 +52,23 @@ def teacher_targets(teacher: str, src: CropSource, data_prep: Preprocessing, stu
         out = est.estimate(np.stack([resize_square(c, tp.size) for c in crops]), flip_tta=True)
         ages[start:stop], female[start:stop] = out.age_probs, out.p_female
     return torch.from_numpy(ages), torch.from_numpy(female)
+
+
+def cached_teacher_targets(path: Path, teacher: str, src: CropSource, data_prep: Preprocessing,
+                           student_prep: Preprocessing, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """teacher_targets, kept in `path` (.npz in the run folder) so that --resume, and a rerun on the same
+    crops with the same teacher file, do not compute them again."""
+    resolved = resolve_model_path(teacher)
+    key = hashlib.sha1("\n".join([sha256_of(resolved), *map(str, src.paths)]).encode()).hexdigest()
+    if path.is_file():
+        with np.load(path) as z:
+            if str(z["key"]) == key:
+                return torch.from_numpy(z["ages"]), torch.from_numpy(z["female"])
+    ages, female = teacher_targets(teacher, src, data_prep, student_prep, progress=progress)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, key=key, ages=ages.numpy(), female=female.numpy())
+    os.replace(tmp, path)
+    return ages, female
 
 
 def mix_targets(gender_t: torch.Tensor, age_dist: torch.Tensor, age_values: torch.Tensor, known_age: torch.Tensor,

@@ -1,19 +1,21 @@
-"""The training loop: prepared dataset in, run folder out.
+"""The training loop: prepared datasets in, run folder out.
 
-Run folder: args.json, history.json/.csv (per-epoch metrics), best.safetensors (lowest validation age
-MAE, with the model's preprocessing record), last.safetensors, checkpoint.pt (for --resume; loads with
-weights_only=True).
+Run folder: args.json, history.json/.csv (per-epoch metrics, validation per source when there are several
+datasets), best.safetensors (lowest validation age MAE - the mean over sources - with the model's
+preprocessing record), last.safetensors, checkpoint.pt (for --resume; loads with weights_only=True), and
+with --cache-views the cached features of the frozen layers (features/).
+
+Two recipes share the loop: the whole network on augmented crops, or (--freeze K --cache-views V, the CPU
+recipe of training/frozen.py) the layers above K on cached features of V augmented views.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,95 +23,23 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.dataset import PreparedDataset
-from ..data.prepare import assign_split
-from ..evaluation.metrics import summarize
-from ..fileio import atomic_write_json, atomic_write_text
-from ..models.config import ModelConfig, read_config
-from ..models.estimator import resolve_model_path
+from ..evaluation.metrics import breakdown, summarize
+from ..fileio import atomic_write_json
+from ..models.config import read_config
 from ..models.nets import AgeGenderNet, build_model
-from ..models.torch_weights import load_model, save_model
 from ..types import Preprocessing
-from .augment import AugmentConfig, augment_batch, resize_batch
-from .batches import CropSource, index_checksum
-from .distill import mix_targets, teacher_targets
+from .batches import index_checksum
+from .config import TrainConfig
+from .distill import cached_teacher_targets, mix_targets
 from .distributed import DistContext, all_gather, all_max, all_sum, barrier, setup, teardown
+from .frozen import FeatureCache, split_net, trainable_parameters
+from .init_weights import init_architecture, init_path, load_init
+from .inputs import FeatureInputs, ImageInputs
 from .losses import age_gender_loss, gaussian_age_targets
+from .run_files import save_epoch
+from .splits import TrainData, load_train_data, sample_weights
 
-
-@dataclass
-class TrainConfig:
-    data: str
-    out: str
-    arch: str = "resnet"
-    arch_kwargs: dict[str, Any] = field(default_factory=dict)
-    image_size: int = 96
-    epochs: int = 30
-    batch_size: int = 128
-    optimizer: str = "adamw"  # adamw | sgd
-    lr: float = 2e-3
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 1.0
-    schedule: str = "cosine"  # cosine | step | constant
-    sigma: float = 2.0
-    l1_weight: float = 0.05
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    balance: float = 0.0  # 0 = plain shuffling; 0.5 = sample ages with weight freq^-0.5
-    train_split: str = "train"
-    val_split: str = "val"
-    val_fraction: float = 0.0  # >0: carve validation out of the training split instead
-    limit: int = 0  # use at most this many training samples (smoke tests)
-    ema: float = 0.0  # exponential moving average decay of the weights (0 = off)
-    seed: int = 0
-    device: str = "auto"
-    workers: int = 0
-    threads: int = 0
-    time_budget: float = 0.0  # >0: after epoch 1, cut the epoch count to fit this many seconds
-    init: str = ""  # start from this trained model's weights (same architecture); "" = random
-    teacher: str = ""  # model to distil from (built-in name or weights file); "" = labels only
-    distill: float = 0.5  # weight of the teacher's targets against the labels
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        d = dict(d)
-        if isinstance(d.get("augment"), dict):
-            d["augment"] = AugmentConfig(**d["augment"])
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def _load_splits(cfg: TrainConfig) -> tuple[CropSource, CropSource, Preprocessing, dict[str, Any]]:
-    """Training and validation samples (labels now, images on demand) and the model's preprocessing."""
-    ds_train = PreparedDataset(cfg.data, cfg.train_split)
-    if cfg.val_fraction > 0:
-        is_val = np.array(
-            [assign_split(r["file"], (1 - cfg.val_fraction, cfg.val_fraction, 0.0), cfg.seed) == "val"
-             for r in ds_train.rows]
-        )
-        idx_tr, idx_va = np.flatnonzero(~is_val), np.flatnonzero(is_val)
-        ds_val = ds_train
-    else:
-        ds_val = PreparedDataset(cfg.data, cfg.val_split)
-        idx_tr, idx_va = np.arange(len(ds_train)), np.arange(len(ds_val))
-    if len(idx_va) == 0:
-        raise ValueError(f"{cfg.data}: no validation samples (split {cfg.val_split!r}); use --val-fraction")
-    if cfg.limit:
-        rng = np.random.default_rng(cfg.seed)
-        idx_tr = np.sort(rng.permutation(idx_tr)[: cfg.limit])
-        idx_va = np.sort(rng.permutation(idx_va)[: max(cfg.limit // 4, 8)])
-    if len(idx_tr) == 0:
-        raise ValueError(f"{cfg.data}: no training samples in split {cfg.train_split!r}")
-    size = ds_train.preprocessing.size
-
-    def source(ds: PreparedDataset, idx: np.ndarray) -> CropSource:
-        return CropSource([ds.path(int(i)) for i in idx], ds.ages[idx], ds.genders[idx], size)
-
-    ds_prep = ds_train.preprocessing
-    # crops are stored at the dataset's size and resized to image_size in training: inference does the same
-    crop_size = ds_prep.size if ds_prep.size != cfg.image_size else 0
-    prep = Preprocessing(crop=ds_prep.crop, margin=ds_prep.margin, size=cfg.image_size, detector=ds_prep.detector,
-                         crop_size=crop_size)
-    return source(ds_train, idx_tr), source(ds_val, idx_va), prep, ds_train.meta
+Forward = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 class _Schedule:
@@ -140,103 +70,182 @@ def _targets(ages: torch.Tensor, genders: torch.Tensor, prep: Preprocessing, sig
     return g, dist, values
 
 
-def _normalise(x: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
-    mean = torch.tensor(prep.mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(prep.std, device=x.device).view(1, 3, 1, 1)
-    if prep.color == "BGR":
-        x = x.flip(1)
-    return (x - mean) / std
-
-
 @torch.no_grad()
-def evaluate_split(model: torch.nn.Module, split: CropSource, prep: Preprocessing, ctx: DistContext,
-                   batch_size: int = 256, sigma: float = 2.0, workers: int = 0) -> dict[str, float]:
-    """Loss, gender accuracy, age MAE and CS@5 on a split (no augmentation); each rank takes a shard and
-    the predictions are gathered, so every rank returns the same numbers."""
-    model.eval()
-    device, amp = ctx.device, ctx.device.type == "cuda"
-    mine = torch.arange(ctx.rank, len(split), ctx.world)
+def evaluate_split(forward: Forward, inputs: Any, prep: Preprocessing, ctx: DistContext, sources: np.ndarray,
+                   names: list[str], batch_size: int = 256, sigma: float = 2.0) -> dict[str, float]:
+    """Loss, gender accuracy, age MAE, CS@5 and bias on a validation split (ImageInputs without augmentation,
+    or FeatureInputs). Each rank takes a shard and the predictions are gathered, so every rank returns the
+    same numbers. With several sources, the headline numbers are the means over sources (each source counts
+    alike), and each source's own numbers follow as KEY@SOURCE."""
+    amp = ctx.device.type == "cuda"
+    mine = torch.arange(ctx.rank, len(inputs), ctx.world)
     batches = [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
     loss_sum, preds = 0.0, []
-    grid = torch.arange(prep.age_min, prep.age_max + 1, device=device).float()
-    for idx, (xb, ab, gb) in zip(batches, split.batches(batches, workers, pin=amp)):
-        x = _normalise(resize_batch(xb.to(device, non_blocking=True), prep.size), prep)
-        if amp:
+    grid = torch.arange(prep.age_min, prep.age_max + 1, device=ctx.device).float()
+    for idx, x, ab, gb in inputs.batches(batches):
+        if amp and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            g, a = model(x)
-        ab, gb = ab.to(device), gb.to(device)
+        with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=amp):
+            g, a = forward(x)
         gt, dist, vals = _targets(ab, gb, prep, sigma)
         loss, _ = age_gender_loss(g, a, gt, dist, vals, prep.age_min)
         loss_sum += float(loss) * len(idx)
-        age = (torch.softmax(a.float(), 1) @ grid).cpu().numpy()
-        pf = torch.softmax(g.float(), 1)[:, 1].cpu().numpy()
-        preds.append((idx.numpy(), age, pf))
+        preds.append((idx.numpy(), (torch.softmax(a.float(), 1) @ grid).cpu().numpy(),
+                      torch.softmax(g.float(), 1)[:, 1].cpu().numpy()))
     gathered = all_gather(ctx, (loss_sum, preds))
-    n = len(split)
+    n = len(inputs)
     pred_age, p_female = np.full(n, np.nan), np.full(n, np.nan)
     for _, rank_preds in gathered:
         for idx, age, pf in rank_preds:
             pred_age[idx], p_female[idx] = age, pf
-    m = summarize(pred_age, p_female, split.ages.numpy(), split.genders.numpy())
-    return {"loss": sum(ls for ls, _ in gathered) / max(n, 1), "age_mae": m["age_mae"], "cs5": m["cs5"],
-            "gender_acc": m["gender_acc"]}
+    out = {"loss": sum(ls for ls, _ in gathered) / max(n, 1)}
+    ages, genders = inputs.ages.numpy(), inputs.genders.numpy()
+    keys = ("age_mae", "cs5", "gender_acc", "age_bias")
+    if len(names) == 1:
+        m = summarize(pred_age, p_female, ages, genders)
+        return out | {k: m[k] for k in keys}
+    per = breakdown([names[s] for s in sources], pred_age, p_female, ages, genders)
+    out |= {k: float(np.mean([per[s][k] for s in names])) for k in keys}
+    return out | {f"{k}@{s}": per[s][k] for s in names for k in keys}
 
 
-def _init_path(init: str) -> Path:
-    """The .safetensors file of --init (a built-in name resolves to its .safetensors copy)."""
-    path = resolve_model_path(init)
-    if path.suffix == ".onnx":
-        path = path.with_suffix(".safetensors")
-    if not path.is_file():
-        raise FileNotFoundError(f"--init {init}: needs a .safetensors model (not found: {path})")
-    return path
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print) -> list[dict[str, Any]]:
+    """Train a model as `cfg` says; returns the per-epoch history. With resume, continues from
+    out/checkpoint.pt (same config required). Under torchrun every rank calls this; rank 0 writes."""
+    ctx = setup(cfg.device)
+    try:
+        return _train(cfg, resume, progress and ctx.is_main, log if ctx.is_main else (lambda *a, **k: None), ctx)
+    finally:
+        teardown(ctx)
 
 
-def _load_init(net: AgeGenderNet, cfg: TrainConfig, prep: Preprocessing) -> None:
-    """Copy the weights of a trained model (built-in name, .safetensors or run folder) into `net`; it must
-    have the same architecture, age classes and crop (mode and margin); the input size may differ."""
-    src, scfg = load_model(_init_path(cfg.init))
-    sp = scfg.preprocessing
-    if (scfg.arch, scfg.arch_kwargs) != (cfg.arch, dict(cfg.arch_kwargs)):
-        raise ValueError(f"--init {cfg.init}: architecture {scfg.arch} {scfg.arch_kwargs} differs from this "
-                         f"run's {cfg.arch} {cfg.arch_kwargs}")
-    if not sp.same_cut(prep) or (sp.age_min, sp.age_max) != (prep.age_min, prep.age_max):
-        raise ValueError(f"--init {cfg.init}: trained on {sp.crop} crops, margin {sp.margin}, ages "
-                         f"{sp.age_min}..{sp.age_max}; this dataset has {prep.crop}, margin {prep.margin}")
-    net.load_state_dict({k: v.float() for k, v in src.state_dict().items()})
+def _resolve(cfg: TrainConfig, resume: bool, ctx: DistContext) -> TrainConfig:
+    """The run's config: the saved one when resuming; the architecture of --init when none is given."""
+    out = Path(cfg.out)
+    if cfg.batch_size % ctx.world:
+        raise ValueError(f"--batch-size {cfg.batch_size} must be divisible by the number of processes {ctx.world}")
+    if cfg.cache_views and not cfg.freeze:
+        raise ValueError("--cache-views needs --freeze K (the layers whose output is cached)")
+    if cfg.cache_views and ctx.enabled:
+        raise ValueError("--cache-views is the single-process CPU recipe; under torchrun use --freeze alone")
+    if resume:
+        if not (out / "checkpoint.pt").is_file():
+            raise FileNotFoundError(f"{out}: nothing to resume (no checkpoint.pt)")
+        saved = TrainConfig.from_dict(json.loads((out / "args.json").read_text()))
+        saved.device, saved.workers, saved.threads = cfg.device, cfg.workers, cfg.threads
+        saved.epochs = max(saved.epochs, cfg.epochs)
+        return saved
+    if (out / "checkpoint.pt").exists():
+        raise FileExistsError(f"{out} already holds a training run; use --resume or another --out folder")
+    if cfg.init and not cfg.arch_kwargs:  # the architecture comes with the weights
+        cfg.arch, cfg.arch_kwargs = init_architecture(cfg.init)
+    return cfg
 
 
-def _sample_weights(ages: torch.Tensor, power: float) -> torch.Tensor | None:
-    if power <= 0:
-        return None
-    a = torch.nan_to_num(ages, nan=30).clamp(0, 100).long()
-    counts = torch.bincount(a, minlength=101).float().clamp_min(1)
-    return counts[a] ** (-power)
+def _model_preprocessing(cfg: TrainConfig, data: TrainData) -> Preprocessing:
+    """The record: the data's cut at the run's size; input format and age classes from --init if given."""
+    if not cfg.init:
+        return data.prep
+    ip = read_config(str(init_path(cfg.init))).preprocessing
+    return replace(data.prep, color=ip.color, mean=ip.mean, std=ip.std, age_min=ip.age_min, age_max=ip.age_max)
 
 
-def _write_history(out: Path, history: list[dict[str, Any]]) -> None:
-    atomic_write_json(out / "history.json", history)
-    if history:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(history[0].keys()), lineterminator="\n", extrasaction="ignore")
-        w.writeheader()
-        w.writerows(history)
-        atomic_write_text(out / "history.csv", buf.getvalue())
+@dataclass
+class _Run:
+    """Everything an epoch needs."""
+
+    cfg: TrainConfig
+    ctx: DistContext
+    data: TrainData
+    prep: Preprocessing
+    net: AgeGenderNet
+    forward: Forward  # what the training step calls (the DDP model, or the layers above the frozen ones)
+    train_in: Any  # ImageInputs | FeatureInputs
+    val_in: Any
+    opt: torch.optim.Optimizer
+    ema: Any
+    soft: tuple[torch.Tensor, torch.Tensor] | None
+    weights: torch.Tensor | None
+    steps: int
+    sched: _Schedule
+    gen: torch.Generator
+    anchor: list[tuple[torch.nn.Parameter, torch.Tensor]] | None = None  # (parameter, its --init value)
+    lower: torch.nn.Module | None = None  # the frozen layers (kept in eval mode: batch-norm statistics stay)
 
 
-def _model_config(
-    cfg: TrainConfig, prep: Preprocessing, ds_meta: dict[str, Any], metrics: dict[str, Any]
-) -> ModelConfig:
-    card = {
-        "trained_on": ds_meta.get("source", {}),
-        "dataset": str(cfg.data),
-        "train_split": cfg.train_split,
-        "val": f"fraction {cfg.val_fraction}" if cfg.val_fraction else cfg.val_split,
-        "recipe": {k: v for k, v in asdict(cfg).items() if k not in ("data", "out", "device", "workers", "threads")},
-        "val_metrics": metrics,
-    }
-    return ModelConfig(arch=cfg.arch, preprocessing=prep, arch_kwargs=dict(cfg.arch_kwargs), card=card)
+def _inputs(cfg: TrainConfig, data: TrainData, prep: Preprocessing, net: AgeGenderNet, ctx: DistContext,
+            gen: torch.Generator, progress: bool) -> tuple[Forward | None, Any, Any, Any]:
+    """(forward on cached features or None, train inputs, val inputs, frozen lower part or None)."""
+    device = ctx.device
+    lower = None
+    upper_forward = None
+    if cfg.freeze:
+        lower, upper_forward = split_net(net, cfg.freeze)
+    if cfg.cache_views:
+        cache = FeatureCache(Path(cfg.out) / "features", lower, prep, data.data_prep, cfg.threads)
+        views = [cache.view("train", data.train, j, cfg.camera if j else None, cfg.seed, progress)
+                 for j in range(cfg.cache_views)]
+        val = cache.view("val", data.val, 0, None, cfg.seed, progress)
+        return (upper_forward, FeatureInputs(views, data.train.ages, data.train.genders, device),
+                FeatureInputs([val], data.val.ages, data.val.genders, device), lower)
+    if cfg.workers <= 0:  # small data: decode once, keep in memory (on the GPU when there is one)
+        data.train.load_all("load train", progress, device)
+        data.val.load_all("load val", progress)
+    train_in = ImageInputs(data.train, prep, data.cut, device, cfg.workers, cfg.augment, cfg.camera, gen, cfg.seed)
+    return None, train_in, ImageInputs(data.val, prep, data.cut, device, cfg.workers), lower
+
+
+def _optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adamw or sgd)")
+
+
+def _build(cfg: TrainConfig, resume: bool, progress: bool, log, ctx: DistContext) -> _Run:
+    data = load_train_data(cfg)
+    prep = _model_preprocessing(cfg, data)
+    soft = None
+    if cfg.teacher:
+        if not 0.0 <= cfg.distill <= 1.0:
+            raise ValueError(f"--distill must be within 0..1, got {cfg.distill}")
+        soft = cached_teacher_targets(Path(cfg.out) / "teacher.npz", cfg.teacher, data.train, data.data_prep, prep,
+                                      progress=progress)
+    net: AgeGenderNet = build_model(cfg.arch, num_ages=prep.num_ages, **cfg.arch_kwargs)
+    if cfg.init and not resume:
+        note = load_init(net, cfg.init, cfg.arch, cfg.arch_kwargs, prep)
+        if note:
+            log(note)
+    net = net.to(ctx.device)
+    if ctx.device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    gen = torch.Generator(device=ctx.device)
+    upper_forward, train_in, val_in, lower = _inputs(cfg, data, prep, net, ctx, gen, progress)
+    params = trainable_parameters(net, lower) if lower is not None else list(net.parameters())
+    forward: Forward = net
+    if ctx.enabled:
+        ids = [ctx.local_rank] if ctx.device.type == "cuda" else None
+        forward = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
+    if upper_forward is not None:
+        forward = upper_forward
+    ema = None
+    if cfg.ema > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    weights = sample_weights(data.train.ages, data.train_source, cfg.balance, cfg.balance_sources)
+    steps = len(_epoch_batches(len(data.train), cfg, ctx, 0, weights))
+    anchor = None
+    if cfg.anchor > 0:
+        if not cfg.init:
+            raise ValueError("--anchor pulls the weights towards --init's: give --init")
+        anchor = [(p, p.detach().clone()) for p in params if p.ndim > 1]  # weights, not biases (as decay)
+    return _Run(cfg, ctx, data, prep, net, forward, train_in, val_in, _optimizer(cfg, params), ema, soft, weights,
+                steps, _Schedule(cfg, steps), gen, anchor, lower)
 
 
 def _epoch_batches(n: int, cfg: TrainConfig, ctx: DistContext, epoch: int,
@@ -254,33 +263,133 @@ def _epoch_batches(n: int, cfg: TrainConfig, ctx: DistContext, epoch: int,
     return [order[s * gb + ctx.rank * local : s * gb + (ctx.rank + 1) * local] for s in range(steps)]
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print) -> list[dict[str, Any]]:
-    """Train a model as `cfg` says; returns the per-epoch history. With resume, continues from
-    out/checkpoint.pt (same config required). Under torchrun every rank calls this; rank 0 writes."""
-    ctx = setup(cfg.device)
-    try:
-        return _train(cfg, resume, progress and ctx.is_main, log if ctx.is_main else (lambda *a, **k: None), ctx)
-    finally:
-        teardown(ctx)
+def _step(r: _Run, idx: torch.Tensor, x: torch.Tensor, ab: torch.Tensor, gb: torch.Tensor, lr: float
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimisation step on a batch; returns (loss on the targets, gender logits, age logits), detached."""
+    cfg, prep, device = r.cfg, r.prep, r.ctx.device
+    gt, dist_t, vals = _targets(ab, gb, prep, cfg.sigma)
+    if r.soft is not None:
+        gt, dist_t, vals = mix_targets(gt, dist_t, vals, ~torch.isnan(ab), r.soft[0][idx].to(device),
+                                       r.soft[1][idx].to(device), cfg.distill, prep.age_min)
+    if cfg.augment.mixup > 0:
+        lam = float(np.random.beta(cfg.augment.mixup, cfg.augment.mixup))
+        perm = torch.randperm(len(idx), device=device)
+        x = lam * x + (1 - lam) * x[perm]
+        gt, dist_t, vals = (lam * gt + (1 - lam) * gt[perm], lam * dist_t + (1 - lam) * dist_t[perm],
+                            lam * vals + (1 - lam) * vals[perm])
+    amp = device.type == "cuda"
+    if amp and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    for group in r.opt.param_groups:
+        group["lr"] = lr
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        g, a = r.forward(x)
+    loss, _ = age_gender_loss(g, a, gt, dist_t, vals, prep.age_min, cfg.l1_weight)
+    total = loss + cfg.anchor * sum(((p - p0) ** 2).sum() for p, p0 in r.anchor) if r.anchor else loss
+    r.opt.zero_grad(set_to_none=True)
+    total.backward()
+    r.opt.step()
+    if r.ema is not None:
+        r.ema.update_parameters(r.net)
+    return loss.detach(), g.detach(), a.detach()
+
+
+def _train_epoch(r: _Run, epoch: int, progress: bool) -> tuple[list[float], float]:
+    """One pass over this epoch's batches; returns the summed statistics and the data wait in seconds."""
+    cfg, device = r.cfg, r.ctx.device
+    torch.manual_seed(cfg.seed * 1000 + epoch)
+    np.random.seed(cfg.seed * 1000 + epoch)
+    r.gen.manual_seed(cfg.seed * 1000 + epoch * r.ctx.world + r.ctx.rank)
+    index_batches = _epoch_batches(len(r.data.train), cfg, r.ctx, epoch, r.weights)
+    r.net.train()
+    if r.lower is not None:
+        r.lower.eval()
+    sums = [0.0] * 7  # loss*n, correct, gender count, abs err, age count, samples, index checksum
+    grid = torch.arange(r.prep.age_min, r.prep.age_max + 1, device=device).float()
+    r.train_in.wait = 0.0
+    bar = tqdm(total=len(index_batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+               disable=not progress, leave=False, mininterval=1.0)
+    for it, (idx, x, ab, gb) in enumerate(r.train_in.batches(index_batches, epoch)):
+        loss, g, a = _step(r, idx, x, ab, gb, cfg.lr * r.sched.factor(epoch * r.steps + it))
+        kg, ka = gb >= 0, ~torch.isnan(ab)
+        pa = torch.softmax(a.float(), 1) @ grid
+        sums[0] += float(loss) * len(idx)
+        sums[1] += float(((g.float().argmax(1) == gb) & kg).sum())
+        sums[2] += float(kg.sum())
+        sums[3] += float((pa - ab).abs()[ka].sum())
+        sums[4] += float(ka.sum())
+        sums[5] += len(idx)
+        sums[6] += index_checksum(idx)
+        bar.update(1)
+        bar.set_postfix(loss=f"{float(loss):.3f}")
+    bar.close()
+    return all_sum(r.ctx, sums), r.train_in.wait
+
+
+def _eval_forward(r: _Run) -> tuple[torch.nn.Module, Forward]:
+    """(the module whose weights are saved, the forward validation runs): the EMA copy when there is one."""
+    model = r.ema.module if r.ema is not None else r.net
+    if r.cfg.cache_views:
+        return model, split_net(model, r.cfg.freeze)[1]
+    return model, model
+
+
+def _history_row(r: _Run, epoch: int, sums: list[float], wait: float, val: dict[str, float], t0: float,
+                 train_seconds: float) -> dict[str, Any]:
+    row = {
+        "epoch": epoch + 1,
+        "lr": round(r.cfg.lr * r.sched.factor((epoch + 1) * r.steps - 1), 8),
+        "train_loss": sums[0] / max(1.0, sums[5]),
+        "train_gender_acc": sums[1] / max(1.0, sums[2]),
+        "train_age_mae": sums[3] / max(1.0, sums[4]),
+        "val_loss": val["loss"],
+        "val_gender_acc": val["gender_acc"],
+        "val_age_mae": val["age_mae"],
+        "val_cs5": val["cs5"],
+    }
+    row |= {f"val_{k}": v for k, v in val.items() if "@" in k or k == "age_bias"}
+    return row | {
+        "samples": int(sums[5]),
+        "data_checksum": sums[6],
+        "images_per_second": round(sums[5] / max(train_seconds, 1e-9), 1),
+        "data_wait_share": round(all_max(r.ctx, wait) / max(train_seconds, 1e-9), 3),
+        "seconds": round(time.time() - t0, 1),
+    }
+
+
+def _restore(r: _Run, out: Path, log) -> tuple[int, float, list[dict[str, Any]]]:
+    ck = torch.load(out / "checkpoint.pt", map_location=r.ctx.device, weights_only=True)
+    r.net.load_state_dict(ck["model"])
+    r.opt.load_state_dict(ck["optimizer"])
+    if r.ema is not None and "ema" in ck:
+        r.ema.load_state_dict(ck["ema"])
+    start = int(ck["epoch"])
+    log(f"resuming {out} at epoch {start + 1}/{r.cfg.epochs}")
+    return start, float(ck["best_mae"]), json.loads((out / "history.json").read_text())[:start]
+
+
+def _fit_time_budget(r: _Run, per_epoch: float, args_path: Path, log) -> None:
+    fit = max(2, int(r.cfg.time_budget / max(per_epoch, 1e-3)))
+    if fit < r.cfg.epochs:
+        log(f"time budget {r.cfg.time_budget:.0f}s: {per_epoch:.1f}s per epoch, training {fit} epochs")
+        r.cfg.epochs = fit
+        r.sched = _Schedule(r.cfg, r.steps)
+        if r.ctx.is_main:
+            atomic_write_json(args_path, asdict(r.cfg))
+
+
+def _log_epoch(log, r: _Run, epoch: int, row: dict[str, Any], val: dict[str, float]) -> None:
+    per_source = "".join(f"  {s} {val[f'age_mae@{s}']:.2f}/{val[f'gender_acc@{s}']:.3f}" for s in r.data.sources
+                         if f"age_mae@{s}" in val)
+    log(f"epoch {epoch + 1}/{r.cfg.epochs}  loss {row['train_loss']:.3f}  train MAE {row['train_age_mae']:.2f}  "
+        f"val MAE {val['age_mae']:.2f}  val gender {val['gender_acc']:.3f}  CS@5 {val['cs5']:.3f}{per_source}  "
+        f"({row['seconds']}s, {row['images_per_second']:.0f} img/s, data wait {100 * row['data_wait_share']:.0f}%)")
 
 
 def _train(cfg: TrainConfig, resume: bool, progress: bool, log, ctx: DistContext) -> list[dict[str, Any]]:
     out = Path(cfg.out)
     args_path = out / "args.json"
-    if cfg.batch_size % ctx.world:
-        raise ValueError(f"--batch-size {cfg.batch_size} must be divisible by the number of processes {ctx.world}")
-    if resume:
-        if not (out / "checkpoint.pt").is_file():
-            raise FileNotFoundError(f"{out}: nothing to resume (no checkpoint.pt)")
-        saved = TrainConfig.from_dict(json.loads(args_path.read_text()))
-        saved.device, saved.workers, saved.threads = cfg.device, cfg.workers, cfg.threads
-        saved.epochs = max(saved.epochs, cfg.epochs)
-        cfg = saved
-    elif (out / "checkpoint.pt").exists():
-        raise FileExistsError(f"{out} already holds a training run; use --resume or another --out folder")
-    if cfg.init and not resume and not cfg.arch_kwargs:  # the architecture comes with the weights
-        init_cfg = read_config(str(_init_path(cfg.init)))
-        cfg.arch, cfg.arch_kwargs = init_cfg.arch, dict(init_cfg.arch_kwargs)
+    cfg = _resolve(cfg, resume, ctx)
     barrier(ctx)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -289,180 +398,30 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, log, ctx: DistContext
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    device = ctx.device
-    amp = device.type == "cuda"
-
-    tr, va, prep, ds_meta = _load_splits(cfg)
-    if cfg.workers <= 0:  # small data: decode once, keep in memory (on the GPU when there is one)
-        tr.load_all("load train", progress, device)
-        va.load_all("load val", progress)
-    soft = None
-    if cfg.teacher:
-        if not 0.0 <= cfg.distill <= 1.0:
-            raise ValueError(f"--distill must be within 0..1, got {cfg.distill}")
-        soft = teacher_targets(cfg.teacher, tr, replace(prep, size=tr.size, crop_size=0), prep, progress=progress)
-    net: AgeGenderNet = build_model(cfg.arch, num_ages=prep.num_ages, **cfg.arch_kwargs)
-    if cfg.init and not resume:
-        _load_init(net, cfg, prep)
-    net = net.to(device)
-    if amp:
-        net = net.to(memory_format=torch.channels_last)
-    model: torch.nn.Module = net
-    if ctx.enabled:
-        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[ctx.local_rank] if amp else None)
-    decay, no_decay = [], []
-    for p in net.parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
-    elif cfg.optimizer == "adamw":
-        opt = torch.optim.AdamW(groups, lr=cfg.lr)
-    else:
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adamw or sgd)")
-    ema = None
-    if cfg.ema > 0:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-
-    n = len(tr)
-    weights = _sample_weights(tr.ages, cfg.balance)
-    steps = len(_epoch_batches(n, cfg, ctx, 0, weights))
-    sched = _Schedule(cfg, steps)
-    history: list[dict[str, Any]] = []
-    start_epoch, best_mae = 0, float("inf")
-    if resume:
-        ck = torch.load(out / "checkpoint.pt", map_location=device, weights_only=True)
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        if ema is not None and "ema" in ck:
-            ema.load_state_dict(ck["ema"])
-        start_epoch, best_mae = int(ck["epoch"]), float(ck["best_mae"])
-        history = json.loads((out / "history.json").read_text())[:start_epoch]
-        log(f"resuming {out} at epoch {start_epoch + 1}/{cfg.epochs}")
-    gen = torch.Generator(device=device)
-    aug = cfg.augment
-    grid = torch.arange(prep.age_min, prep.age_max + 1, device=device).float()
+    r = _build(cfg, resume, progress, log, ctx)
+    start_epoch, best_mae, history = _restore(r, out, log) if resume else (0, float("inf"), [])
     t_start = time.time()
     epoch = start_epoch
-    while epoch < cfg.epochs:
+    while epoch < r.cfg.epochs:
         t0 = time.time()
-        torch.manual_seed(cfg.seed * 1000 + epoch)
-        np.random.seed(cfg.seed * 1000 + epoch)
-        gen.manual_seed(cfg.seed * 1000 + epoch * ctx.world + ctx.rank)
-        index_batches = _epoch_batches(n, cfg, ctx, epoch, weights)
-        model.train()
-        sums = [0.0] * 7  # loss*n, correct, gender count, abs err, age count, samples, index checksum
-        wait = 0.0
-        bar = tqdm(total=len(index_batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                   disable=not progress, leave=False, mininterval=1.0)
-        batches = tr.batches(index_batches, cfg.workers, pin=amp)
-        for it, idx in enumerate(index_batches):
-            t_wait = time.time()
-            xb, ab, gb = next(batches)
-            wait += time.time() - t_wait
-            xb, ab, gb = xb.to(device, non_blocking=True), ab.to(device), gb.to(device)
-            x = _normalise(augment_batch(xb, prep.size, aug, gen), prep)
-            gt, dist_t, vals = _targets(ab, gb, prep, cfg.sigma)
-            if soft is not None:
-                gt, dist_t, vals = mix_targets(gt, dist_t, vals, ~torch.isnan(ab), soft[0][idx].to(device),
-                                               soft[1][idx].to(device), cfg.distill, prep.age_min)
-            if aug.mixup > 0:
-                lam = float(np.random.beta(aug.mixup, aug.mixup))
-                perm = torch.randperm(len(idx), device=device)
-                x = lam * x + (1 - lam) * x[perm]
-                gt, dist_t, vals = (lam * gt + (1 - lam) * gt[perm], lam * dist_t + (1 - lam) * dist_t[perm],
-                                    lam * vals + (1 - lam) * vals[perm])
-            if amp:
-                x = x.contiguous(memory_format=torch.channels_last)
-            for gparam in opt.param_groups:
-                gparam["lr"] = cfg.lr * sched.factor(epoch * steps + it)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                g, a = model(x)
-            loss, _ = age_gender_loss(g, a, gt, dist_t, vals, prep.age_min, cfg.l1_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if ema is not None:
-                ema.update_parameters(net)
-            with torch.no_grad():
-                kg, ka = gb >= 0, ~torch.isnan(ab)
-                pa = torch.softmax(a.float(), 1) @ grid
-                sums[0] += float(loss.detach()) * len(idx)
-                sums[1] += float(((g.float().argmax(1) == gb) & kg).sum())
-                sums[2] += float(kg.sum())
-                sums[3] += float((pa - ab).abs()[ka].sum())
-                sums[4] += float(ka.sum())
-                sums[5] += len(idx)
-                sums[6] += index_checksum(idx)
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-        bar.close()
-        sums = all_sum(ctx, sums)
+        sums, wait = _train_epoch(r, epoch, progress)
         train_seconds = time.time() - t0
-        eval_model = ema.module if ema is not None else net
-        val = evaluate_split(eval_model, va, prep, ctx, sigma=cfg.sigma, workers=cfg.workers)
-        row = {
-            "epoch": epoch + 1,
-            "lr": round(cfg.lr * sched.factor((epoch + 1) * steps - 1), 8),
-            "train_loss": sums[0] / max(1.0, sums[5]),
-            "train_gender_acc": sums[1] / max(1.0, sums[2]),
-            "train_age_mae": sums[3] / max(1.0, sums[4]),
-            "val_loss": val["loss"],
-            "val_gender_acc": val["gender_acc"],
-            "val_age_mae": val["age_mae"],
-            "val_cs5": val["cs5"],
-            "samples": int(sums[5]),
-            "data_checksum": sums[6],
-            "images_per_second": round(sums[5] / max(train_seconds, 1e-9), 1),
-            "data_wait_share": round(all_max(ctx, wait) / max(train_seconds, 1e-9), 3),
-            "seconds": round(time.time() - t0, 1),
-        }
+        eval_model, eval_forward = _eval_forward(r)
+        eval_model.eval()
+        val = evaluate_split(eval_forward, r.val_in, r.prep, ctx, r.data.val_source, r.data.sources,
+                             sigma=r.cfg.sigma)
+        row = _history_row(r, epoch, sums, wait, val, t0, train_seconds)
         history.append(row)
-        if cfg.time_budget > 0 and epoch == start_epoch == 0:
-            per_epoch = all_max(ctx, time.time() - t_start)
-            fit = max(2, int(cfg.time_budget / max(per_epoch, 1e-3)))
-            if fit < cfg.epochs:
-                log(f"time budget {cfg.time_budget:.0f}s: {per_epoch:.1f}s per epoch, training {fit} epochs")
-                cfg.epochs = fit
-                sched = _Schedule(cfg, steps)
-                if ctx.is_main:
-                    atomic_write_json(args_path, asdict(cfg))
+        if r.cfg.time_budget > 0 and epoch == start_epoch == 0:
+            _fit_time_budget(r, all_max(ctx, time.time() - t_start), args_path, log)
         if ctx.is_main:
-            best_mae = _save_epoch(out, cfg, prep, ds_meta, val, eval_model, net, opt, ema, epoch, best_mae, history)
+            best_mae = save_epoch(out, r.cfg, r.prep, r.data.meta, val, eval_model, r.net, r.opt, r.ema, epoch,
+                                  best_mae, history)
         best_mae = min(best_mae, val["age_mae"])
         barrier(ctx)
-        log(
-            f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.3f}  train MAE {row['train_age_mae']:.2f}  "
-            f"val MAE {val['age_mae']:.2f}  val gender {val['gender_acc']:.3f}  CS@5 {val['cs5']:.3f}  "
-            f"({row['seconds']}s, {row['images_per_second']:.0f} img/s, data wait {100 * row['data_wait_share']:.0f}%)"
-        )
+        _log_epoch(log, r, epoch, row, val)
         epoch += 1
     return history
-
-
-def _save_epoch(out: Path, cfg: TrainConfig, prep: Preprocessing, ds_meta: dict[str, Any], val: dict[str, float],
-                eval_model: torch.nn.Module, net: torch.nn.Module, opt: torch.optim.Optimizer, ema: Any, epoch: int,
-                best_mae: float, history: list[dict[str, Any]]) -> float:
-    """Write best/last weights, the resumable checkpoint and the history (atomically); returns best MAE."""
-    mcfg = _model_config(cfg, prep, ds_meta, {k: round(v, 4) for k, v in val.items()} | {"epoch": epoch + 1})
-    cpu_model = build_model(cfg.arch, num_ages=prep.num_ages, **cfg.arch_kwargs)
-    cpu_model.load_state_dict({k: v.float().cpu() for k, v in eval_model.state_dict().items()})
-    if val["age_mae"] < best_mae:
-        best_mae = val["age_mae"]
-        save_model(out / "best.safetensors", cpu_model, mcfg)
-    save_model(out / "last.safetensors", cpu_model, mcfg)
-    ck = {"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1, "best_mae": best_mae}
-    if ema is not None:
-        ck["ema"] = ema.state_dict()
-    # history first: a kill between the two leaves a history one epoch ahead, which --resume trims to the
-    # checkpoint's epoch (the other order would lose that epoch's row)
-    _write_history(out, history)
-    tmp = out / ".checkpoint.pt.tmp"
-    torch.save(ck, tmp)
-    os.replace(tmp, out / "checkpoint.pt")
-    return best_mae
 
 
 __all__ = ["TrainConfig", "evaluate_split", "train"]

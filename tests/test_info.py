@@ -1,0 +1,71 @@
+"""`agegender info` and the module -> extra table behind every missing-package message."""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from agegender.extras import MODULES, MissingExtra, extras_status, missing_extra, require
+
+from .conftest import cli, need_module
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_missing_extra_lines():
+    assert str(MissingExtra("torch")) == 'needs PyTorch: pip install "agegender[train]"'
+    assert str(MissingExtra("h5py", purpose="importing Keras weights")) == \
+        'importing Keras weights needs h5py: pip install "agegender[keras]"'
+    assert str(MissingExtra("onnx", "keras")) == 'needs onnx: pip install "agegender[keras]"'
+    assert "not installed" in str(MissingExtra("no_such_module_here"))
+    exc = ModuleNotFoundError("No module named 'scipy.io'", name="scipy.io")
+    assert missing_extra(exc).extra == "prepare"
+    assert missing_extra(MissingExtra("onnx"), {"onnx": "keras"}).extra == "keras"
+    assert missing_extra(ImportError("cannot import name x")) is None
+
+
+def test_require_names_the_extra_or_gives_the_module():
+    assert require("json").dumps([1]) == "[1]"
+    with pytest.raises(MissingExtra, match="reading things needs the Python module 'agegender_no_such_module'"):
+        require("agegender_no_such_module.sub", "reading things")
+
+
+def test_table_and_pyproject_agree():
+    """Every extra the table names exists in pyproject, and its packages provide the table's modules."""
+    tomllib = need_module("tomllib", "Python 3.11+")
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    installed = {e.name: e for e in extras_status()}
+    assert set(extras) == set(installed)  # the installed metadata is this pyproject's
+    provided = metadata.packages_distributions()
+    for module, (_, extra) in MODULES.items():
+        assert extra in extras, module
+        names = {_dist(r) for r in extras[extra]}
+        deps = {_dist(r) for n in names for r in (metadata.requires(n) or [])}
+        dists = {_dist(d) for d in provided.get(module, [])} or {  # no top_level.txt (dlib-bin): by its files
+            n for n in names | deps if any(f.parts[0].split(".")[0] == module for f in metadata.files(n) or [])}
+        assert dists & (names | deps), f"{module}: provided by {dists}, extra {extra} installs {names}"
+
+
+def _dist(requirement: str) -> str:
+    """The normalised distribution name of a requirement string (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement).group(1)).lower()
+
+
+def test_info_report():
+    text = cli("info").stdout
+    assert text.startswith("agegender 0.1.0 at ") and "onnxruntime" in text and "default:" in text
+    report = json.loads(cli("info", "--json").stdout)
+    assert report["agegender"]["install"].startswith("editable")  # the development venv
+    assert "CPUExecutionProvider" in report["onnxruntime"]["providers"]
+    models = {m["name"]: m for m in report["models"]}
+    assert {"default", "fast"} <= set(models) and all(Path(m["path"]).is_file() for m in models.values())
+    assert models["default"]["arch"] == "resnet" and models["default"]["input"] == 112
+    detectors = {d["name"]: d for d in report["detectors"]}
+    assert Path(detectors["retinaface"]["path"]).is_file() and detectors["dlib-hog"]["available"]
+    extras = {e["name"]: e for e in report["extras"]}
+    assert all(extras[n]["installed"] for n in ("train", "prepare", "plots", "keras", "export", "serve", "dlib"))
+    assert cli("--version").stdout.startswith("agegender 0.1.0 (onnxruntime ")
