@@ -23,7 +23,7 @@ from agegender.imageio import ImageLoadError, ImageTooLargeError, decode_image, 
 from agegender.lazyimage import LazyImage, ViewSource, crop_faces_from, crop_reduction
 from agegender.types import Detection, Preprocessing
 
-from .conftest import UTK_DIR, cli, need
+from .conftest import UTK_DIR, cli, need, need_module
 
 ORIENTATIONS = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
                 4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90,
@@ -286,7 +286,7 @@ def test_server_uploads_are_decoded_as_far_as_needed(frl_images):
 @pytest.mark.slow
 def test_server_process_answers_a_phone_upload(frl_images):
     """The same through a real `agegender serve` process and HTTP."""
-    pytest.importorskip("fastapi")
+    need_module("fastapi")
     import httpx
 
     from agegender.server.process import serve_process
