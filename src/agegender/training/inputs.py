@@ -2,8 +2,8 @@
 
 - ImageInputs: the stored crops, augmented on the fly (camera-like augmentations on the CPU, then the
   geometric and colour jitter of `augment_batch`), normalised as the record says;
-- FeatureInputs: the cached outputs of frozen lower layers (`training/frozen.py`), one augmented view per
-  epoch, in turn.
+- FeatureInputs: the cached outputs of frozen lower layers (`training/frozen.py`), each sample read from one
+  of its augmented views per epoch, the views in turn.
 
 Both yield (indices, x, ages, genders) per index batch, x already on the device, so the loop does not care.
 """
@@ -73,8 +73,9 @@ class ImageInputs:
 
 
 class FeatureInputs:
-    """Cached frozen-layer features: `views` is one (N, C, h, w) float16 array per augmented view (epoch e
-    reads view e mod V); ages (N,), genders (N,) as in CropSource."""
+    """Cached frozen-layer features: `views` is one (N, C, h, w) float16 array per augmented view (each
+    epoch reads every sample from one view, the views in turn, mixed within a batch); ages (N,), genders
+    (N,) as in CropSource."""
 
     def __init__(self, views: list[np.ndarray], ages: torch.Tensor, genders: torch.Tensor,
                  device: torch.device) -> None:
@@ -84,10 +85,18 @@ class FeatureInputs:
     def __len__(self) -> int:
         return len(self.ages)
 
+    def view_of(self, idx: np.ndarray, epoch: int) -> np.ndarray:
+        """Which view each sample reads this epoch: every view in turn, the samples of a batch mixed."""
+        return (idx.astype(np.int64) * 7919 + epoch) % len(self.views)
+
     def batches(self, index_batches: list[torch.Tensor], epoch: int = 0) -> Iterator[Fed]:
-        view = self.views[epoch % len(self.views)]
         for idx in index_batches:
             t0 = time.time()
-            x = torch.from_numpy(np.asarray(view[idx.numpy()], dtype=np.float32))
+            rows = idx.numpy()
+            which = self.view_of(rows, epoch)
+            x = np.empty((len(rows), *self.views[0].shape[1:]), np.float32)
+            for v in np.unique(which):
+                x[which == v] = self.views[v][rows[which == v]]
+            x = torch.from_numpy(x)
             self.wait += time.time() - t0
             yield idx, x.to(self.device), self.ages[idx].to(self.device), self.genders[idx].to(self.device)
