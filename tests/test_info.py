@@ -67,5 +67,6 @@ def test_info_report():
     detectors = {d["name"]: d for d in report["detectors"]}
     assert Path(detectors["retinaface"]["path"]).is_file() and detectors["dlib-hog"]["available"]
     extras = {e["name"]: e for e in report["extras"]}
-    assert all(extras[n]["installed"] for n in ("train", "prepare", "plots", "keras", "export", "serve", "dlib"))
+    assert all(extras[n]["installed"] for n in ("train", "prepare", "plots", "keras", "export", "serve", "dlib",
+                                                "parquet", "ray"))
     assert cli("--version").stdout.startswith("agegender 0.1.0 (onnxruntime ")

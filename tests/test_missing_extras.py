@@ -78,6 +78,8 @@ MISSING = [
     (["import-tfjs", "{tmp}/model.json", "-o", "{tmp}/t.onnx"], ["torch"], "train"),
     (["serve", "--port", "0"], ["uvicorn", "fastapi"], "serve"),
     (["predict", "--detector", "dlib-hog", "--no-progress"], ["dlib"], "dlib"),
+    (["predict", "--engine", "ray", "--no-progress"], ["ray"], "ray"),
+    (["predict", "--format", "parquet", "-o", "{tmp}/results", "--no-progress"], ["pyarrow"], "parquet"),
 ]
 
 
@@ -90,7 +92,7 @@ def test_missing_extra_is_one_line(argv, absent, extra, paths):
 
 
 #: everything optional: what a base install lacks
-ALL_OPTIONAL = ["torch", "scipy", "matplotlib", "h5py", "onnx", "fastapi", "uvicorn", "dlib"]
+ALL_OPTIONAL = ["torch", "scipy", "matplotlib", "h5py", "onnx", "fastapi", "uvicorn", "dlib", "pyarrow", "ray"]
 
 
 def test_every_command_has_help_without_extras():

@@ -35,6 +35,8 @@ MODULES: dict[str, tuple[str, str]] = {
     "multipart": ("python-multipart", "serve"),
     "fastapi_offline": ("fastapi-offline", "serve"),
     "dlib": ("dlib", "dlib"),
+    "pyarrow": ("pyarrow", "parquet"),
+    "ray": ("Ray", "ray"),
 }
 
 
