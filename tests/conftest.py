@@ -207,3 +207,13 @@ def collection_parquet(photo_collection: Path, tmp_path_factory: pytest.TempPath
               "16", "--no-progress", check=False)
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr  # 4 inputs cannot be read; the rest ran
     return out
+
+
+@pytest.fixture(scope="session")
+def collection_jsonl(photo_collection: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`predict @list.txt --format jsonl` (local engine) on photo_collection: a results file."""
+    out = tmp_path_factory.mktemp("jsonl") / "results.jsonl"
+    run = cli("predict", f"@{photo_collection / 'list.txt'}", "--format", "jsonl", "-o", str(out), "--no-progress",
+              check=False)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    return out

@@ -80,6 +80,8 @@ MISSING = [
     (["predict", "--detector", "dlib-hog", "--no-progress"], ["dlib"], "dlib"),
     (["predict", "--engine", "ray", "--no-progress"], ["ray"], "ray"),
     (["predict", "--format", "parquet", "-o", "{tmp}/results", "--no-progress"], ["pyarrow"], "parquet"),
+    (["report", "{tmp}/results.parquet", "-o", "{tmp}/report"], ["pyarrow"], "parquet"),
+    (["report", "{tmp}/results.jsonl", "-o", "{tmp}/report"], ["matplotlib"], "plots"),
 ]
 
 
