@@ -96,3 +96,16 @@ def test_a_killed_driver_resumes(cluster, local, photo_collection, tmp_path):
     assert {k: v for k, v in parts(out).items() if k in first} == first
     assert dataset_rows(out) == [r for r in dataset_rows(local) if r["image"] in chosen]
     shutil.rmtree(out)
+
+
+def test_no_cluster_at_the_address_is_one_line(photo_collection):
+    """An address where nothing listens: one line at once (Ray alone would retry for minutes)."""
+    import socket
+
+    with socket.socket() as s:  # a loopback port that was free a moment ago and is closed now
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = cli(*ray_args(photo_collection / "list.txt", f"127.0.0.1:{port}"), check=False)
+    assert run.returncode == 1 and run.stderr.strip().splitlines() == [
+        f"agegender predict: error: no Ray cluster at 127.0.0.1:{port} (Connection refused): start one there with "
+        "'ray start --head', or leave out --address for a local one"], run.stderr

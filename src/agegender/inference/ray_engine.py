@@ -62,11 +62,34 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
         return False
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     if address:
+        check_reachable(address)
         kwargs["address"] = address
     else:
         kwargs |= {"num_cpus": num_cpus, "include_dashboard": False}
     ray.init(**kwargs)
     return True
+
+
+class _NoProgressBarNote(logging.Filter):
+    """Drops Ray Data's warning that its progress bars are off (they are: the command draws its own)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Progress bars disabled")
+
+
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Raise ConnectionError with one line if nothing listens at HOST:PORT (Ray itself retries for minutes).
+    Other forms ('auto', 'ray://...') are left to Ray."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "/" in address:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"no Ray cluster at {address} ({exc.strerror or exc}): start one there with "
+                              "'ray start --head', or leave out --address for a local one") from None
 
 
 def ray_predict(paths: list[str], spec: PredictorSpec, *, num_workers: int | None = None,
@@ -80,6 +103,9 @@ def ray_predict(paths: list[str], spec: PredictorSpec, *, num_workers: int | Non
     ray = require("ray", "--engine ray")
     require("ray.data", "--engine ray", extra="ray")
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # not its INFO lines about each execution
+    progress_log = logging.getLogger("ray.data._internal.progress")
+    if not any(isinstance(f, _NoProgressBarNote) for f in progress_log.filters):
+        progress_log.addFilter(_NoProgressBarNote())
     if not paths:
         return
 
