@@ -5,10 +5,10 @@ against the local threaded pipeline, on the same real images, and the Ray start-
 
 (a) In one process, after a warm-up pass that puts the files in the page cache, with a local Ray cluster
     running (`ray.init`, this machine's CPUs; its start timed): the local pipeline (`predict_stream`, 2
-    threads; with onnxruntime's default threads, and with 1 as a Ray worker has) and `ray_predict` with 1
-    and 2 workers, taking turns for --repeat rounds. Each run is once on 1 image (its start-up: the model
-    loads; for Ray also the actors' start, which every run pays) and once on all of them; the medians,
-    images/s over all, and excluding the start-up.
+    threads, one onnxruntime thread per session, as `agegender predict` and each Ray worker run it) and
+    `ray_predict` with 1 and 2 workers, taking turns for --repeat rounds. Each run is once on 1 image (its
+    start-up: the model loads; for Ray also the actors' start, which every run pays) and once on all of
+    them; the medians, images/s over all, and excluding the start-up.
 (b) The command line end to end, each in a fresh process, writing Parquet: `agegender predict` (local),
     `--engine ray` starting its own local cluster, and `--engine ray --address` on a running cluster;
     wall time and peak resident memory of the command's process tree and of the Ray cluster's processes.
@@ -64,9 +64,7 @@ def in_process(paths: list[str], repeat: int) -> tuple[list[tuple[str, dict[str,
     for p in paths:  # warm the page cache: every system reads the files from memory
         Path(p).read_bytes()
     systems = [
-        ("local pipeline (what `predict` runs: 2 threads, onnxruntime's default threads)",
-         lambda ps: predict_stream(PredictorSpec().build(), ps, workers=2)),
-        ("local pipeline, 1 onnxruntime thread per session (as each Ray worker runs)",
+        ("local pipeline (as `predict` runs it: 2 threads, 1 onnxruntime thread per session)",
          lambda ps: predict_stream(PredictorSpec(threads=1).build(), ps, workers=2)),
         *[(f"ray, {w} worker{'s' if w > 1 else ''}",
            lambda ps, w=w: ray_predict(ps, PredictorSpec(), num_workers=w, preserve_order=False)) for w in (1, 2)],
@@ -75,7 +73,7 @@ def in_process(paths: list[str], repeat: int) -> tuple[list[tuple[str, dict[str,
     connect(num_cpus=os.cpu_count())
     cluster = time.perf_counter() - t0
     try:
-        first_run = seconds(systems[2][1], paths[:1])
+        first_run = seconds(systems[1][1], paths[:1])
         times: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in systems}
         for _ in range(repeat):
             for name, run in systems:

@@ -1,27 +1,40 @@
-"""Turn a training run into a built-in model: src/agegender/weights/NAME.{safetensors,onnx,md}.
+"""Turn a training run into a built-in model: src/agegender/weights/NAME.{safetensors,onnx}.
 
-Measures the model on the test split of a prepared dataset with `evaluate` (prepared crops and end to
-end from the source images) and writes those numbers into the model card inside both weights files.
+Measures the model with `evaluate_model` on the UTKFace test split of a prepared dataset (prepared crops
+and end to end from the source images) and, where given, end to end on further sets (All-Age-Faces val,
+the FRL portraits), and writes those numbers into the model card inside both weights files. The weights
+are rounded to float16 once, so the .safetensors (float16) and the .onnx (float16 weights read through
+casts; computed in float32) hold the very same values that were measured.
 
     python scripts/make_builtin_model.py RUN_DIR --name default --data data/utk --summary "one line"
+    python scripts/make_builtin_model.py RUN_DIR --name default --data data/utk-sq140 \\
+        --extra aaf_val=data/aaf:val --frl ../shared/datasets/frl_canada \\
+        --wise 0.8 --wise-init faceres-deep.safetensors --data-note "..." --licence "..."
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
-from agegender.evaluation.report import evaluate_model
+from agegender.evaluation.metrics import summarize
+from agegender.evaluation.report import evaluate_model, predict_end_to_end
 from agegender.export.onnx_export import export_onnx
+from agegender.inference.predictor import Predictor
 from agegender.models.config import ModelConfig
-from agegender.models.torch_weights import load_model, save_model
+from agegender.models.torch_weights import load_model
+from agegender.types import Gender
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "src" / "agegender" / "weights"
+UTK_NOTE = "UTKFace (Aligned & Cropped), project split: train for training, val for model selection; test measured once"
 
 
 def save_half(path: Path, model: torch.nn.Module, cfg: ModelConfig) -> None:
@@ -43,19 +56,50 @@ def _init_recipe(train_args: dict) -> dict:
     return {"init_recipe": json.loads(args.read_text())}
 
 
+def _rounded(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
+
+
+def frl_metrics(model_path: Path, root: Path) -> dict[str, Any]:
+    """End to end on the FRL portraits (frl_canada/labels.csv: file, age, gender): the largest face counts."""
+    with open(root / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    ages, pf, found = predict_end_to_end(Predictor(str(model_path)), [str(root / r["file"]) for r in rows], False)
+    true_age = np.array([float(r["age"]) for r in rows])
+    true_gender = np.array([int(Gender.parse(r["gender"])) for r in rows])
+    return _rounded(summarize(ages, pf, true_age, true_gender, found))
+
+
+def _val_metrics(history: list[dict[str, Any]]) -> dict[str, Any]:
+    best = min(history, key=lambda r: r["val_age_mae"])
+    keep = {k[4:]: round(v, 4) for k, v in best.items() if k.startswith("val_") and k != "val_loss"}
+    return {"epoch": best["epoch"], **keep}
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="training run folder (best.safetensors, history.json, args.json)")
     ap.add_argument("--name", default="default")
-    ap.add_argument("--data", required=True, help="prepared dataset with a test split")
+    ap.add_argument("--data", required=True, help="prepared UTKFace dataset with a test split, cut as the model cuts")
+    ap.add_argument("--extra", action="append", default=[], metavar="KEY=DATA:SPLIT",
+                    help="also measure end to end on this prepared dataset's split, as card[KEY_metrics]")
+    ap.add_argument("--frl", help="frl_canada folder: also measure end to end on its portraits (card frl_metrics)")
+    ap.add_argument("--wise", type=float, help="interpolate towards --wise-init with this alpha (WiSE-FT)")
+    ap.add_argument("--wise-init", help="the model the run started from (its --init)")
     ap.add_argument("--summary", default="", help="one-line description for `agegender models`")
+    ap.add_argument("--data-note", default=UTK_NOTE, help="what the model was trained and selected on")
     ap.add_argument("--licence", default="MIT (weights); trained on UTKFace, whose images are for non-commercial "
                     "research only")
     args = ap.parse_args()
     run = Path(args.run)
-    model, cfg = load_model(run / "best.safetensors")
+    if args.wise is not None:
+        from agegender.training.wise import wise_interpolate
+
+        model, cfg = wise_interpolate(run / "best.safetensors", args.wise_init, args.wise)
+    else:
+        model, cfg = load_model(run / "best.safetensors")
     ds_size = int(json.loads((Path(args.data) / "meta.json").read_text())["preprocessing"]["size"])
-    if cfg.preprocessing.crop_size == 0 and cfg.preprocessing.size != ds_size:
+    if cfg.preprocessing.crop_size == 0 and cfg.preprocessing.size != ds_size and cfg.preprocessing.margin == 0.25:
         # runs from before the record had crop_size: they were trained on ds_size crops resized to size
         cfg.preprocessing = replace(cfg.preprocessing, crop_size=ds_size)
         print(f"record: crop_size set to {ds_size} (the dataset's crop size; the run predates the field)")
@@ -63,30 +107,34 @@ def main() -> None:
     model.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()})
     history = json.loads((run / "history.json").read_text())
     train_args = json.loads((run / "args.json").read_text())
+    card: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        probe = Path(tmp) / "probe.safetensors"
-        save_model(probe, model, cfg)
-        results = {}
-        for mode in ("crops", "end-to-end"):
+        probe = Path(tmp) / "probe.onnx"
+        export_onnx(model, cfg, probe, half_weights=True)  # measured as shipped
+        for mode, key in (("crops", "test_metrics_crops"), ("end-to-end", "test_metrics")):
             rep = evaluate_model(str(probe), args.data, "test", Path(tmp) / mode, mode=mode, progress=False)
-            results[mode] = {k: round(v, 4) if isinstance(v, float) else v for k, v in rep["overall"].items()}
-    best = min(history, key=lambda r: r["val_age_mae"])
+            card[key] = _rounded(rep["overall"])
+        for spec in args.extra:
+            key, rest = spec.split("=", 1)
+            data, split = rest.rsplit(":", 1)
+            rep = evaluate_model(str(probe), data, split, Path(tmp) / key, mode="end-to-end", progress=False)
+            card[f"{key}_metrics"] = _rounded(rep["overall"])
+        if args.frl:
+            card["frl_metrics"] = frl_metrics(probe, Path(args.frl))
     cfg.card = {
         "name": args.name,
         "summary": args.summary,
-        "data": "UTKFace (Aligned & Cropped), project split: train for training, val for model selection; "
-                "test measured once",
+        "data": args.data_note,
         "recipe": train_args,
         **_init_recipe(train_args),
-        "val_metrics": {"epoch": best["epoch"], "age_mae": round(best["val_age_mae"], 4),
-                        "gender_acc": round(best["val_gender_acc"], 4), "cs5": round(best["val_cs5"], 4)},
-        "test_metrics": results["end-to-end"],
-        "test_metrics_crops": results["crops"],
+        **{k: cfg.card[k] for k in ("wise_alpha", "wise_init") if k in cfg.card},
+        "val_metrics": _val_metrics(history),
+        **card,
         "licence": args.licence,
     }
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     save_half(WEIGHTS_DIR / f"{args.name}.safetensors", model, cfg)
-    export_onnx(model, cfg, WEIGHTS_DIR / f"{args.name}.onnx")
+    export_onnx(model, cfg, WEIGHTS_DIR / f"{args.name}.onnx", half_weights=True)
     print(json.dumps(cfg.card, indent=2))
 
 

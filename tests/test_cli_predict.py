@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agegender.align import crop_faces
 from agegender.detectors import create_detector
-from agegender.imageio import load_image, save_image
+from agegender.detectors.base import detect_faces
+from agegender.imageio import save_image
 from agegender.inference.batch import CSV_COLUMNS
+from agegender.lazyimage import LazyImage, crop_faces_from
 from agegender.models import load_estimator
 
 from .conftest import UTK_DIR, cli, need
@@ -92,8 +93,8 @@ def test_flip_tta_is_the_mean_of_the_face_and_its_mirror_image(frl_images):
     changed = 0
     for path, p, t in zip(paths, plain, tta):
         assert [f["box"] for f in t["faces"]] == [f["box"] for f in p["faces"]] and len(t["faces"]) == 1
-        image = load_image(path)
-        crops = crop_faces(image, det.detect(image)[:1], est.preprocessing)
+        image = LazyImage.open(path)  # decoded as `predict` decodes a file (agegender.lazyimage)
+        crops = crop_faces_from(image, detect_faces(det, image)[:1], est.preprocessing)
         a, b = est.estimate(crops), est.estimate(np.ascontiguousarray(crops[:, :, ::-1]))
         age, p_female = (a.ages[0] + b.ages[0]) / 2, (a.p_female[0] + b.p_female[0]) / 2
         face = t["faces"][0]

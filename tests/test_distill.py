@@ -39,8 +39,10 @@ def test_teacher_targets_are_the_teachers_real_predictions(prepared):
 
 def test_teacher_must_match_the_datasets_crops(prepared):
     src, ds = _train_source(prepared)
-    with pytest.raises(ValueError, match="margin"):
-        teacher_targets("default", src, replace(ds.preprocessing, margin=0.4), ds.preprocessing, progress=False)
+    with pytest.raises(ValueError, match="margin"):  # crops narrower than the teacher's cannot hold its view
+        teacher_targets("default", src, replace(ds.preprocessing, margin=0.1), ds.preprocessing, progress=False)
+    with pytest.raises(ValueError, match="square"):
+        teacher_targets("default", src, replace(ds.preprocessing, crop="square"), ds.preprocessing, progress=False)
     with pytest.raises(ValueError, match="ages"):
         teacher_targets("default", src, ds.preprocessing, replace(ds.preprocessing, age_max=80), progress=False)
 

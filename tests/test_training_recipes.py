@@ -46,8 +46,8 @@ def test_cached_views_on_two_sources_freeze_the_lower_layers_and_resume(prepared
     run = tmp_path / "run"
     args = ["train", str(prepared), aaf_small, "-o", str(run), "--init", "default", "--image-size", "64",
             "--freeze", "4", "--cache-views", "2", "--camera", "--balance-sources", "--balance", "0.5",
-            "--epochs", "2", "--batch-size", "16", "--lr", "1e-3", "--no-progress"]
-    out = cli(*args)
+            "--batch-size", "16", "--lr", "1e-3", "--no-progress"]
+    out = cli(*args, "--epochs", "2")
     hist = json.loads((run / "history.json").read_text())
     sources = [f"val_age_mae@{name}" for name in ("utk", "aaf")]
     assert all(k in hist[-1] for k in sources) and "val_age_bias" in hist[-1]
@@ -66,7 +66,7 @@ def test_cached_views_on_two_sources_freeze_the_lower_layers_and_resume(prepared
     assert lower and all(torch.equal(best[k], default[k]) for k in lower)  # frozen: exactly --init's
     assert any(not torch.allclose(best[k], default[k]) for k in upper)  # trained
     stamps = {p.name: p.stat().st_mtime_ns for p in feats.iterdir()}
-    cli(*args[:-6], "--epochs", "3", "--resume", "--no-progress")
+    cli(*args, "--epochs", "3", "--resume")
     assert len(json.loads((run / "history.json").read_text())) == 3
     assert {p.name: p.stat().st_mtime_ns for p in feats.iterdir()} == stamps  # the cache is reused, not redone
 

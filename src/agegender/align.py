@@ -6,11 +6,16 @@ Three modes, chosen by a model's stored Preprocessing:
 - "square": a square centred on the detection box, side (1 + 2 margin) x the box's longer side, upright;
 - "box": the original Keras demo's crop: the detection box grown by `margin` of its width/height on each
   side, clipped to the image, resized to a square (aspect not kept).
+
+`crop_face` reads pixels through a `PixelSource`: an (H, W, 3) array (`ArraySource`), or a reduced view of
+a larger image read in that image's coordinates (`agegender.lazyimage`), so that a crop's geometry is the
+same whatever resolution its pixels come from.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -96,42 +101,98 @@ def square_matrix(box: tuple[float, float, float, float], size: int, margin: flo
     return np.array([[s, 0.0, size / 2.0 - s * cx], [0.0, s, size / 2.0 - s * cy]])
 
 
-def crop_face(image: np.ndarray, det: Detection, prep: Preprocessing) -> np.ndarray:
-    """Cut one face from an (H, W, 3) uint8 image; returns (size, size, 3) uint8, same channel order."""
+class PixelSource(Protocol):
+    """The pixels `crop_face` cuts from: an image of width x height pixels, read by region.
+
+    Regions are [x0, x1) x [y0, y1) in pixels, inside the image; results are (h, w, 3) uint8 arrays.
+    """
+
+    width: int
+    height: int
+
+    def area(self, x0: int, y0: int, x1: int, y1: int, w: int, h: int) -> np.ndarray:
+        """The region shrunk to w x h by area averaging (cv2.INTER_AREA)."""
+        ...
+
+    def resized(self, x0: int, y0: int, x1: int, y1: int, w: int, h: int) -> np.ndarray:
+        """The region resized to w x h bilinearly (cv2.INTER_LINEAR)."""
+        ...
+
+    def warped(self, m: np.ndarray, size: int) -> np.ndarray:
+        """The size x size image of the (2, 3) affine map m (image pixels -> output pixels), bilinear, the
+        image's border replicated."""
+        ...
+
+
+class ArraySource:
+    """An (H, W, 3) uint8 array as a PixelSource (OpenCV on the array itself)."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image = image
+        self.height, self.width = image.shape[:2]
+
+    def area(self, x0: int, y0: int, x1: int, y1: int, w: int, h: int) -> np.ndarray:
+        return cv2.resize(self.image[y0:y1, x0:x1], (w, h), interpolation=cv2.INTER_AREA)
+
+    def resized(self, x0: int, y0: int, x1: int, y1: int, w: int, h: int) -> np.ndarray:
+        return cv2.resize(self.image[y0:y1, x0:x1], (w, h), interpolation=cv2.INTER_LINEAR)
+
+    def warped(self, m: np.ndarray, size: int) -> np.ndarray:
+        return cv2.warpAffine(self.image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def crop_face(image: np.ndarray | PixelSource, det: Detection, prep: Preprocessing) -> np.ndarray:
+    """Cut one face from an (H, W, 3) uint8 image (or a PixelSource); returns (size, size, 3) uint8, same
+    channel order."""
+    src = ArraySource(image) if isinstance(image, np.ndarray) else image
     size = prep.size
     if prep.crop_size and prep.crop_size != size:
-        return resize_square(crop_face(image, det, replace(prep, size=prep.crop_size, crop_size=0)), size)
+        return resize_square(crop_face(src, det, replace(prep, size=prep.crop_size, crop_size=0)), size)
     if prep.crop == "box":
-        h, w = image.shape[:2]
-        x1, y1, x2, y2 = box_crop_window(det.box, prep.margin, w, h)
+        x1, y1, x2, y2 = box_crop_window(det.box, prep.margin, src.width, src.height)
         if x2 <= x1 or y2 <= y1:
             return np.zeros((size, size, 3), np.uint8)
-        return cv2.resize(image[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_LINEAR)
+        return src.resized(x1, y1, x2, y2, size, size)
     m = crop_matrix(det, prep)
     scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
     if scale < 0.5:
-        image, m = _shrink_for_warp(image, m, size, scale)
-    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        small, m = _shrink_for_warp(src, m, size, scale)
+        return cv2.warpAffine(small, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return src.warped(m, size)
+
+
+def crop_scale(det: Detection, prep: Preprocessing) -> float:
+    """Crop pixels per image pixel when `det` is cut as `prep` says, at the size faces are cut at
+    (`prep.crop_size`, else `prep.size`); the larger of the two axes. Under 1: the crop has fewer pixels than
+    the face region it covers; over 1: it is enlarged from fewer. A crop mode this function does not know
+    gives infinity (cut from the full-size image)."""
+    cut = prep.crop_size or prep.size
+    if prep.crop == "box":  # the grown box is resized to cut x cut, each axis on its own
+        side = min(det.width, det.height) * (1.0 + 2.0 * prep.margin)
+        return cut / max(side, 1e-6)
+    if prep.crop in ("align5", "square"):
+        m = crop_matrix(det, replace(prep, size=cut, crop_size=0))
+        return float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+    return float("inf")
 
 
 def _shrink_for_warp(
-    image: np.ndarray, m: np.ndarray, size: int, scale: float
+    src: PixelSource, m: np.ndarray, size: int, scale: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Area-downsample the part of `image` a warp reads, so a big face is not aliased by bilinear sampling.
+    """Area-downsample the part of the image a warp reads, so a big face is not aliased by bilinear sampling.
 
     Returns the smaller region and the matrix `m` rewritten to map that region's pixels to the crop.
     """
     inv = cv2.invertAffineTransform(m)
     corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], np.float64) @ inv.T
-    h, w = image.shape[:2]
+    h, w = src.height, src.width
     x0 = int(np.clip(np.floor(corners[:, 0].min()) - 2, 0, w - 1))
     y0 = int(np.clip(np.floor(corners[:, 1].min()) - 2, 0, h - 1))
     x1 = int(np.clip(np.ceil(corners[:, 0].max()) + 2, x0 + 1, w))
     y1 = int(np.clip(np.ceil(corners[:, 1].max()) + 2, y0 + 1, h))
     f = 2.0 * scale
-    region = image[y0:y1, x0:x1]
     rw, rh = max(1, round((x1 - x0) * f)), max(1, round((y1 - y0) * f))
-    small = cv2.resize(region, (rw, rh), interpolation=cv2.INTER_AREA)
+    small = src.area(x0, y0, x1, y1, rw, rh)
     fx, fy = rw / (x1 - x0), rh / (y1 - y0)
     # region pixel -> image pixel: p_img = p_small / f + origin (pixel centres ignored: sub-pixel only)
     back = np.array([[1.0 / fx, 0.0, x0], [0.0, 1.0 / fy, y0], [0.0, 0.0, 1.0]])
@@ -170,11 +231,12 @@ def from_stored_crop(crop: np.ndarray, stored: Preprocessing, model: Preprocessi
     return resize_square(center_cut(crop, margin_cut(stored, model.margin)), model.size)
 
 
-def crop_faces(image: np.ndarray, detections: list[Detection], prep: Preprocessing) -> np.ndarray:
-    """All faces of one RGB image as an (N, size, size, 3) uint8 batch (RGB)."""
+def crop_faces(image: np.ndarray | PixelSource, detections: list[Detection], prep: Preprocessing) -> np.ndarray:
+    """All faces of one RGB image (or PixelSource) as an (N, size, size, 3) uint8 batch (RGB)."""
     if not detections:
         return np.zeros((0, prep.size, prep.size, 3), np.uint8)
-    return np.stack([crop_face(image, d, prep) for d in detections])
+    src = ArraySource(image) if isinstance(image, np.ndarray) else image
+    return np.stack([crop_face(src, d, prep) for d in detections])
 
 
 def to_network_input(crops_rgb: np.ndarray, prep: Preprocessing) -> np.ndarray:

@@ -1,6 +1,8 @@
 """Reading images from files or bytes into RGB uint8 arrays, safely.
 
 Handles EXIF orientation, greyscale/alpha/palette/16-bit/CMYK modes, and refuses decompression bombs.
+`decode` is the one decoding rule: a full-size decode, or for JPEG a reduced one (1/2, 1/4, 1/8 in the
+DCT domain) when the caller says how many pixels it needs (see `lazyimage` for images decoded that way).
 """
 
 from __future__ import annotations
@@ -9,10 +11,13 @@ import io
 import os
 import stat
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 #: Largest image accepted, in decoded pixels (about 11k x 11k, 360 MB as RGB); larger files are refused from
 #: their header, before decoding (decompression bombs). Kept below Pillow's own bomb limit (~179 M pixels).
@@ -36,8 +41,10 @@ class NotAnImageError(ImageLoadError):
     """The bytes are not in any image format we read."""
 
 
-def _to_rgb(img: Image.Image) -> np.ndarray:
-    """Convert any PIL mode to an (H, W, 3) uint8 RGB array; alpha is composited on white."""
+def _to_rgb(img: Image.Image, writable: bool = True) -> np.ndarray:
+    """Convert any PIL mode to an (H, W, 3) uint8 RGB array; alpha is composited on white.
+
+    writable=False may return a read-only array (one copy fewer, for pixels nobody writes to)."""
     if img.mode.startswith("I;16") or img.mode in ("I", "F"):
         arr = np.asarray(img, dtype=np.float32)
         hi = float(arr.max()) if arr.size else 0.0
@@ -57,26 +64,18 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
         img = Image.alpha_composite(background, img)
     if img.mode != "RGB":
         img = img.convert("RGB")
-    return np.asarray(img, dtype=np.uint8).copy()
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr.copy() if writable else arr
 
 
-def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode encoded image bytes to an (H, W, 3) uint8 RGB array with EXIF orientation applied.
-
-    Raises ImageLoadError with a one-line reason for anything that is not a decodable image.
-    """
-    if not data:
-        raise ImageLoadError(f"{name}: empty file")
+@contextmanager
+def decoding_errors(name: str, max_pixels: int) -> Iterator[None]:
+    """Turn whatever Pillow raises while opening or decoding `name` into an ImageLoadError with a one-line
+    reason (truncated, corrupt, not an image, over the pixel limit, out of memory)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = Image.open(io.BytesIO(data))
-            w, h = img.size
-            if w * h > max_pixels:
-                raise ImageTooLargeError(f"{name}: image of {w}x{h} pixels exceeds the limit of {max_pixels} pixels")
-            img.load()
-            img = _exif_upright(img)
-            return _to_rgb(img)
+            yield
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
@@ -92,16 +91,102 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
         raise ImageLoadError(f"{name}: corrupt image ({text})") from None
 
 
-def _exif_upright(img: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation tag (phone photos); a broken EXIF block leaves the image as stored."""
+def open_checked(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    """Parse the header of encoded image bytes (nothing decoded yet) and refuse images over `max_pixels`.
+
+    Call inside `decoding_errors`."""
+    if not data:
+        raise ImageLoadError(f"{name}: empty file")
+    img = Image.open(io.BytesIO(data))
+    w, h = img.size
+    if w * h > max_pixels:
+        raise ImageTooLargeError(f"{name}: image of {w}x{h} pixels exceeds the limit of {max_pixels} pixels")
+    return img
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Pixels of a decoded image: (H, W, 3) uint8 RGB, upright (EXIF orientation applied).
+
+    reduction: the image was decoded at 1/reduction of its size in each direction (1: full size; JPEG
+        only: 2, 4 or 8, by scaled decoding in the DCT domain). stored_size: (width, height) of the full
+        image as stored, before orientation. orientation: the EXIF orientation applied (1: none).
+    """
+
+    pixels: np.ndarray
+    reduction: int
+    stored_size: tuple[int, int]
+    orientation: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the full image as displayed."""
+        w, h = self.stored_size
+        return (h, w) if self.orientation in TRANSPOSING_ORIENTATIONS else (w, h)
+
+
+#: EXIF orientations that swap width and height
+TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def decode(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS,
+           min_stored_size: tuple[int, int] | None = None, writable: bool = True) -> Decoded:
+    """Decode encoded image bytes, upright, to RGB; the one decoding rule of the package.
+
+    min_stored_size: (width, height) in stored orientation the pixels must keep at least; a JPEG is then
+    decoded at the largest reduction (1/2, 1/4, 1/8) that keeps them (other formats, and None: full size).
+    Raises ImageLoadError with a one-line reason for anything that is not a decodable image.
+    """
+    with decoding_errors(name, max_pixels):
+        img = open_checked(data, name, max_pixels)
+        stored = img.size
+        reduction = 1
+        if min_stored_size is not None:
+            need = (max(1, int(min_stored_size[0])), max(1, int(min_stored_size[1])))
+            if stored[0] // need[0] >= 2 and stored[1] // need[1] >= 2:  # else: decoded as ever, full size
+                box = img.draft(None, need)  # JPEG only: scaled decoding; None for other formats
+                if box is not None:
+                    reduction = max(1, round(stored[0] / box[1][2]))
+        img.load()
+        img, orientation = _exif_upright(img)
+        return Decoded(_to_rgb(img, writable), reduction, stored, orientation)
+
+
+def probe(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> tuple[tuple[int, int], int]:
+    """(width, height) as stored and the EXIF orientation of encoded image bytes, from the header alone
+    (nothing decoded; ImageLoadError for an empty, unrecognised or over-limit image)."""
+    with decoding_errors(name, max_pixels):
+        img = open_checked(data, name, max_pixels)
+        try:
+            orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+        except Exception:  # noqa: BLE001 - malformed EXIF: the image is used as stored
+            orientation = 1
+        return img.size, int(orientation) if orientation in range(2, 9) else 1
+
+
+def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode encoded image bytes to an (H, W, 3) uint8 RGB array with EXIF orientation applied.
+
+    Raises ImageLoadError with a one-line reason for anything that is not a decodable image.
+    """
+    return decode(data, name, max_pixels).pixels
+
+
+def _exif_upright(img: Image.Image) -> tuple[Image.Image, int]:
+    """Apply the EXIF orientation tag (phone photos); returns the image and the orientation applied.
+    A broken EXIF block leaves the image as stored (orientation 1)."""
     try:
-        return ImageOps.exif_transpose(img)
+        orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+        if orientation not in range(2, 9):
+            return img, 1  # nothing to turn (exif_transpose would return an identical copy)
+        return ImageOps.exif_transpose(img), int(orientation)
     except Exception:  # noqa: BLE001 - malformed EXIF must not make a readable image unreadable
-        return img
+        return img, 1
 
 
-def load_image(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Read an image file to an (H, W, 3) uint8 RGB array (EXIF orientation applied)."""
+def read_image_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of an image file, refusing what must not be read: a directory, a pipe or device, a file
+    over MAX_FILE_BYTES, a missing or unreadable file (ImageLoadError with a one-line reason)."""
     p = Path(path)
     try:
         st = p.stat()
@@ -111,14 +196,18 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np
             raise ImageLoadError(f"{p}: not a regular file")
         if st.st_size > MAX_FILE_BYTES:
             raise ImageTooLargeError(f"{p}: file of {st.st_size} bytes exceeds the limit of {MAX_FILE_BYTES} bytes")
-        data = p.read_bytes()
+        return p.read_bytes()
     except FileNotFoundError:
         raise ImageLoadError(f"{p}: no such file") from None
     except IsADirectoryError:
         raise ImageLoadError(f"{p}: is a directory") from None
     except OSError as exc:
         raise ImageLoadError(f"{p}: cannot read ({exc.strerror})") from None
-    return decode_image(data, str(p), max_pixels=max_pixels)
+
+
+def load_image(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read an image file to an (H, W, 3) uint8 RGB array (EXIF orientation applied)."""
+    return decode_image(read_image_file(path), str(Path(path)), max_pixels=max_pixels)
 
 
 def save_image(path: str | os.PathLike[str], rgb: np.ndarray, quality: int = 92) -> None:

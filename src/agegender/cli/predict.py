@@ -29,6 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="faster, slightly less accurate: the 'fast' model and a 320 px detector input "
                         "(see README, Benchmarks)")
     p.add_argument("--workers", type=int, default=2, help="decoding and detection threads (default 2)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default), or cuda / cuda:N: onnxruntime's CUDA provider (needs onnxruntime-gpu)")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local (default): threads on this machine; ray: Ray Data on a Ray cluster (agegender[ray]; "
                         "docs/ray.md)")
@@ -49,6 +51,6 @@ def cmd_predict(a: argparse.Namespace) -> int:
     return run_predict(
         inputs, model=a.model, detector=a.detector, fmt=a.format, output=a.output, save_dir=a.save_dir,
         max_faces=a.max_faces, min_face=a.min_face, threshold=a.threshold, flip_tta=a.flip_tta,
-        progress=not a.no_progress, fast=a.fast, workers=a.workers, engine=a.engine, address=a.address,
-        num_workers=a.num_workers, part_images=a.part_size,
+        progress=not a.no_progress, fast=a.fast, workers=a.workers, device=a.device, engine=a.engine,
+        address=a.address, num_workers=a.num_workers, part_images=a.part_size,
     )

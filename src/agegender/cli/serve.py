@@ -17,6 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MiB (413 above)")
     p.add_argument("--max-pixels", type=int, default=50_000_000, help="largest decoded image in pixels (413 above)")
     p.add_argument("--workers", type=int, help="requests run at once (default min(4, CPUs))")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default), or cuda / cuda:N: onnxruntime's CUDA provider (needs onnxruntime-gpu)")
     p.add_argument("--threads", type=int, default=1,
                    help="onnxruntime threads per request (default 1: requests run in parallel on the cores instead)")
     p.add_argument("--max-connections", type=int, default=64,
@@ -40,7 +42,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
     if a.max_connections < 1:
         raise ValueError("--max-connections must be >= 1")
     predictor = Predictor(a.model, a.detector, score_threshold=min(a.min_threshold, a.threshold), flip_tta=a.flip_tta,
-                          threads=a.threads)
+                          threads=a.threads, device=a.device)
     app = create_app(predictor=predictor, max_upload_bytes=int(a.max_upload_mb * 1024 * 1024),
                      max_pixels=a.max_pixels, cors_origins=a.cors_origin, default_threshold=a.threshold,
                      workers=a.workers)

@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from ..align import crop_face
 from ..detectors import create_detector
-from ..detectors.base import FaceDetector
+from ..detectors.base import FaceDetector, detect_faces
 from ..fileio import atomic_write_json, atomic_write_text
-from ..imageio import ImageLoadError, load_image, save_image
+from ..imageio import ImageLoadError, save_image
+from ..lazyimage import LazyImage, crop_face_from
 from ..types import Detection, Preprocessing
 from .records import Sample
 
@@ -83,21 +83,22 @@ def assign_split(path: str, fractions: tuple[float, float, float], seed: int = 0
 def _chunk_rows(
     chunk_id: int, samples: list[Sample], out: Path, spec: CropSpec, detector: FaceDetector
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """Process one chunk: returns its label rows and its skipped rows; writes the crops."""
+    """Process one chunk: returns its label rows and its skipped rows; writes the crops. Each image is
+    decoded only as far as detection and its crop need (see agegender.lazyimage)."""
     prep = spec.preprocessing()
     rows, skipped = [], []
     sub = f"{chunk_id:05d}"
     for j, s in enumerate(samples):
         try:
-            image = load_image(s.path)
+            image = LazyImage.open(s.path)
+            face = choose_face(detect_faces(detector, image), s.face_box)
+            crop = None if face is None else crop_face_from(image, face, prep)
         except ImageLoadError as exc:
             skipped.append({"source": s.path, "reason": "unreadable", "detail": str(exc)})
             continue
-        face = choose_face(detector.detect(image), s.face_box)
-        if face is None:
+        if face is None or crop is None:  # no face (or none matching the dataset's own box)
             skipped.append({"source": s.path, "reason": "no_face", "detail": ""})
             continue
-        crop = crop_face(image, face, prep)
         rel = f"images/{sub}/{j:04d}.jpg"
         save_image(out / rel, crop, quality=spec.quality)
         row = {

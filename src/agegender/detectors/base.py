@@ -2,20 +2,48 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 
+from ..lazyimage import LazyImage
 from ..types import Detection
 
 
 class FaceDetector(Protocol):
-    """Finds faces in an (H, W, 3) uint8 RGB image; boxes and landmarks in that image's pixels."""
+    """Finds faces in an (H, W, 3) uint8 RGB image; boxes and landmarks in that image's pixels.
+
+    A detector that shrinks large images before looking at them may also have
+    `input_size(width, height) -> (w, h)`, the size it shrinks a width x height image to, and accept
+    `detect(image, original_size=(width, height))`: `image` is then a reduced copy of such an image (at
+    least `input_size` large) and the detector works as it would on the image itself, giving boxes in the
+    copy's pixels. `detect_faces` uses this to detect on a reduced decode; other detectors get the full-size
+    image.
+    """
 
     name: str
 
     def detect(self, image: np.ndarray) -> list[Detection]: ...
+
+
+def input_size(detector: FaceDetector, width: int, height: int) -> tuple[int, int]:
+    """The smallest copy (w, h) of a width x height image the detector works on as on the image itself."""
+    fn = getattr(detector, "input_size", None)
+    return (width, height) if fn is None else fn(width, height)
+
+
+def detect_faces(detector: FaceDetector, image: LazyImage) -> list[Detection]:
+    """The detector's faces in a lazily decoded image, found on the coarsest view the detector can use
+    (`input_size`), in the original image's pixels (as displayed). Raises ImageLoadError if the image
+    cannot be decoded."""
+    w, h = input_size(detector, image.width, image.height)
+    view = image.view(math.ceil(w), math.ceil(h))
+    if view.reduction == 1:
+        return detector.detect(view.pixels)
+    found = detector.detect(view.pixels, original_size=view.original_size)  # type: ignore[call-arg]
+    return [view.detection_to_original(d) for d in found]
 
 
 _REGISTRY: dict[str, Callable[..., FaceDetector]] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import metadata
 
@@ -65,6 +65,7 @@ class RetinaFaceDetector:
         mapped back). pad: context added on each side as a fraction of the longer side, which lets the
         detector find faces that fill the whole image (tight crops such as UTKFace's).
     min_face: faces smaller than this (pixels of the original image, shorter box side) are dropped.
+    threads: onnxruntime threads (None: its default). device: cpu or cuda[:N] (see agegender.onnxrt).
     """
 
     name = "retinaface"
@@ -78,14 +79,11 @@ class RetinaFaceDetector:
         min_face: float = 10.0,
         max_faces: int | None = None,
         threads: int | None = None,
+        device: str = "cpu",
     ) -> None:
-        import onnxruntime as ort
+        from ..onnxrt import make_session
 
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(retinaface_onnx_bytes(), opts, providers=["CPUExecutionProvider"])
+        self.session = make_session(retinaface_onnx_bytes(), threads, device)
         self.input_name = self.session.get_inputs()[0].name
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
@@ -94,10 +92,19 @@ class RetinaFaceDetector:
         self.min_face = min_face
         self.max_faces = max_faces
 
-    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, DetectionGeometry]:
-        """Pad, scale and normalise: returns the (1, 3, H, W) input and its geometry."""
+    def input_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size (w, h) an image of width x height is shrunk to before detection (see FaceDetector)."""
+        geo = detection_geometry(width, height, self.max_side, self.pad)
+        return geo.small_w, geo.small_h
+
+    def _prepare(self, image: np.ndarray, original_size: tuple[int, int] | None = None
+                 ) -> tuple[np.ndarray, DetectionGeometry]:
+        """Pad, scale and normalise: returns the (1, 3, H, W) input and its geometry (from `image`'s pixels;
+        with original_size, the input an image of that size would get, made from this reduced copy)."""
         h, w = image.shape[:2]
-        geo = detection_geometry(w, h, self.max_side, self.pad)
+        geo = detection_geometry(*(original_size or (w, h)), self.max_side, self.pad)
+        if original_size is not None:
+            geo = replace(geo, width=w, height=h)  # same input canvas, mapped back to this copy's pixels
         if (geo.small_w, geo.small_h) != (w, h):
             small = cv2.resize(image, (geo.small_w, geo.small_h), interpolation=cv2.INTER_AREA)
         else:
@@ -106,23 +113,27 @@ class RetinaFaceDetector:
         H, W = geo.canvas_h, geo.canvas_w
         if p:
             # replicate the border into the pad so that faces cut by the frame keep their context
-            canvas = cv2.copyMakeBorder(
-                small[..., ::-1].astype(np.float32), p, H - sh - p, p, W - sw - p, cv2.BORDER_REPLICATE
-            )
+            canvas = cv2.copyMakeBorder(small, p, H - sh - p, p, W - sw - p, cv2.BORDER_REPLICATE)
         else:
-            canvas = np.empty((H, W, 3), np.float32)
-            canvas[:] = _MEAN_BGR  # pad value: the mean colour, i.e. zero after normalisation
-            canvas[:sh, :sw] = small[..., ::-1]
-        canvas -= _MEAN_BGR
-        return canvas.transpose(2, 0, 1)[None], geo
+            canvas = np.empty((H, W, 3), np.uint8)
+            canvas[:] = _MEAN_BGR[::-1].astype(np.uint8)  # pad value: the mean colour, i.e. zero after normalisation
+            canvas[:sh, :sw] = small
+        x = np.empty((1, 3, H, W), np.float32)  # BGR planes, mean subtracted (exact in float32)
+        for c in range(3):
+            np.subtract(canvas[..., 2 - c], _MEAN_BGR[c], out=x[0, c], dtype=np.float32)
+        return x, geo
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """Faces in an (H, W, 3) uint8 RGB image, largest first (none in an image under 2 pixels a side)."""
+    def detect(self, image: np.ndarray, original_size: tuple[int, int] | None = None) -> list[Detection]:
+        """Faces in an (H, W, 3) uint8 RGB image, largest first (none in an image under 2 pixels a side), in
+        its pixels. original_size (width, height): `image` is a reduced copy of an image that large (at least
+        `input_size` of it), and the detector works as it would on that image (same input geometry, same
+        min_face in its pixels)."""
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
         if image.shape[0] < 2 or image.shape[1] < 2:
             return []
-        x, geo = self._prepare(image)
+        x, geo = self._prepare(image, original_size)
+        min_face = self.min_face * (image.shape[1] / original_size[0] if original_size else 1.0)
         loc, conf, landm = self.session.run(None, {self.input_name: x})
         H, W = x.shape[2:]
         anchors = _anchors(H, W)
@@ -144,7 +155,7 @@ class RetinaFaceDetector:
         img_pts = geo.points_to_image(pts[idx])
         dets = []
         for b, lms, score in zip(img_boxes, img_pts, s[idx]):
-            if min(b[2] - b[0], b[3] - b[1]) < self.min_face:
+            if min(b[2] - b[0], b[3] - b[1]) < min_face:
                 continue
             dets.append(Detection(box=tuple(float(v) for v in b), score=float(score), landmarks=lms))
         return sort_and_cap(dets, self.max_faces)

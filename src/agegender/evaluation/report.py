@@ -14,10 +14,13 @@ from tqdm import tqdm
 
 from ..align import from_stored_crop
 from ..data.dataset import PreparedDataset
+from ..detectors.base import detect_faces
 from ..extras import MissingExtra
 from ..fileio import atomic_write_json, atomic_write_text
-from ..imageio import ImageLoadError, load_image
+from ..imageio import ImageLoadError
+from ..inference.batch import use_fast_detector
 from ..inference.predictor import Predictor
+from ..lazyimage import LazyImage
 from ..models.estimator import Estimator, load_estimator
 from .metrics import breakdown, decade_labels, summarize
 
@@ -45,14 +48,14 @@ def predict_end_to_end(predictor: Predictor, sources: list[str], progress: bool)
     n = len(sources)
     ages, pf, found = np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32), np.zeros(n, bool)
     for i, src in enumerate(tqdm(sources, desc="evaluate end-to-end", unit="img", disable=not progress)):
-        try:
-            image = load_image(src)
+        try:  # decoded as far as `predict` decodes it (agegender.lazyimage)
+            image = LazyImage.open(src)
+            dets = detect_faces(predictor.detector, image)[:1]
+            if not dets:
+                continue
+            f = predictor.estimate_faces(image, dets)[0]
         except ImageLoadError:
             continue
-        dets = predictor.detector.detect(image)[:1]
-        if not dets:
-            continue
-        f = predictor.estimate_faces(image, dets)[0]
         ages[i] = f.age
         pf[i] = f.gender_probability if f.gender.value == 1 else 1 - f.gender_probability
         found[i] = True
@@ -71,8 +74,9 @@ def markdown_table(rows: dict[str, dict[str, Any]], first: str) -> str:
 
 def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.PathLike[str], split: str,
                    out: str | os.PathLike[str], mode: str = "auto", flip_tta: bool = False,
-                   progress: bool = True, detector: str = "retinaface") -> dict[str, Any]:
-    """Evaluate and write the report into `out`; returns the report dict. `detector`: end-to-end only.
+                   progress: bool = True, detector: str = "retinaface", fast_detector: bool = False) -> dict[str, Any]:
+    """Evaluate and write the report into `out`; returns the report dict. `detector`: end-to-end only;
+    fast_detector: its input at `predict --fast`'s size (end-to-end only).
 
     The PNG plots need matplotlib (the 'plots' extra); without it the report is written all the same and
     report["plots_skipped"] says what to install.
@@ -91,7 +95,10 @@ def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.Pat
             )
         ages, pf, found = predict_crops(est, ds, flip_tta, progress)
     else:
-        ages, pf, found = predict_end_to_end(Predictor(est, detector, flip_tta=flip_tta), ds.column("source"), progress)
+        predictor = Predictor(est, detector, flip_tta=flip_tta)
+        if fast_detector:
+            use_fast_detector(predictor)
+        ages, pf, found = predict_end_to_end(predictor, ds.column("source"), progress)
     true_age, true_gender = ds.ages, ds.genders
     report: dict[str, Any] = {
         "model": str(getattr(est, "path", model)),
@@ -99,6 +106,7 @@ def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.Pat
         "split": split,
         "mode": mode,
         "detector": detector if mode == "end-to-end" else None,
+        "fast_detector": fast_detector if mode == "end-to-end" else None,
         "flip_tta": flip_tta,
         "overall": summarize(ages, pf, true_age, true_gender, found),
         "by_decade": breakdown(decade_labels(true_age), ages, pf, true_age, true_gender, found),

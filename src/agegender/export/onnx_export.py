@@ -15,12 +15,14 @@ import torch
 
 from ..models.config import METADATA_KEY, ModelConfig
 from ..models.nets import AgeGenderNet, DecodedNet
-from ..models.onnx_graph import constant_folded, fold_pads_into_convs
+from ..models.onnx_graph import constant_folded, fold_pads_into_convs, store_weights_half
 from ..models.torch_weights import load_model
 
 
-def export_onnx(model: AgeGenderNet, cfg: ModelConfig, out: str | os.PathLike[str], opset: int = 17) -> Path:
-    """Write `model` to `out` as ONNX (dynamic batch), atomically; returns the path."""
+def export_onnx(model: AgeGenderNet, cfg: ModelConfig, out: str | os.PathLike[str], opset: int = 17,
+                half_weights: bool = False) -> Path:
+    """Write `model` to `out` as ONNX (dynamic batch), atomically; returns the path. half_weights: store the
+    large weights as float16 (half the file; computed in float32 on the rounded values)."""
     import onnx
 
     out = Path(out)
@@ -39,6 +41,8 @@ def export_onnx(model: AgeGenderNet, cfg: ModelConfig, out: str | os.PathLike[st
         )
     proto = constant_folded(str(tmp))
     fold_pads_into_convs(proto)
+    if half_weights:
+        store_weights_half(proto)
     meta = proto.metadata_props.add()
     meta.key, meta.value = METADATA_KEY, cfg.to_json()
     proto.producer_name = "agegender"

@@ -14,11 +14,10 @@ from typing import IO
 
 import numpy as np
 
-from ..align import crop_faces
-from ..detectors.base import select_faces
 from ..draw import annotate
 from ..extras import require
-from ..imageio import ImageLoadError, load_image, save_image
+from ..imageio import ImageLoadError, save_image
+from ..lazyimage import LazyImage
 from ..types import ImageResult
 from .predictor import Predictor, expand_inputs, face_predictions
 from .settings import FAST_DETECTOR_SIDE, FAST_MODEL, PredictorSpec, predictor_settings, use_fast_detector
@@ -78,24 +77,24 @@ def skipped_note(r: ImageResult) -> str:
 
 
 def predict_stream(predictor: Predictor, paths: Iterable[str], *, workers: int = 2,
-                   batch_images: int = 8) -> Iterator[tuple[ImageResult, np.ndarray | None]]:
-    """Like `Predictor.predict_many` (same results, same order, bad files yield an error result), faster
-    on folders: `workers` threads decode, detect and crop ahead (Pillow, OpenCV and onnxruntime release
-    the GIL) while this thread estimates the faces of up to `batch_images` ready images in one batch.
-    At most 2 * workers + batch_images images are held at once, so memory stays flat on any folder.
+                   batch_images: int = 8) -> Iterator[tuple[ImageResult, LazyImage | None]]:
+    """Like `Predictor.predict_many` (same results, same order, bad files yield an error result and image
+    None), faster on folders: `workers` threads decode, detect and crop ahead (Pillow, OpenCV and
+    onnxruntime release the GIL) while this thread estimates the faces of up to `batch_images` ready images
+    in one batch. Each image is decoded only as far as its answer needs (see `Predictor.predict_image`); the
+    LazyImage yielded decodes it at full size on demand (`image.full()`). At most 2 * workers + batch_images
+    images are held at once, so memory stays flat on any folder.
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    prep = predictor.preprocessing
-
-    def front(path: str) -> tuple[ImageResult, np.ndarray | None, list, np.ndarray | None]:
+    def front(path: str) -> tuple[ImageResult, LazyImage | None, list, np.ndarray | None]:
         try:
-            image = load_image(path)
-            dets, skipped = select_faces(predictor.detector.detect(image), predictor.min_face, predictor.max_faces)
+            image = LazyImage.open(path)
+            dets, skipped = predictor.detect(image)
+            crops = predictor.crop(image, dets)
         except (ImageLoadError, ValueError) as exc:
             return ImageResult(str(path), 0, 0, [], error=str(exc)), None, [], None
-        h, w = image.shape[:2]
-        return ImageResult(str(path), w, h, [], skipped_faces=skipped), image, dets, crop_faces(image, dets, prep)
+        return ImageResult(str(path), image.width, image.height, [], skipped_faces=skipped), image, dets, crops
 
     todo = iter(paths)
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="agegender-predict") as pool:
@@ -109,8 +108,7 @@ def predict_stream(predictor: Predictor, paths: Iterable[str], *, workers: int =
             ages = p_female = np.zeros(0, np.float32)
             k = 0
             if crops:
-                out = predictor.estimator.estimate(np.concatenate(crops), flip_tta=predictor.flip_tta)
-                ages, p_female = out.ages, out.p_female
+                ages, p_female = predictor.estimate_crops(np.concatenate(crops))
             for result, image, dets, _ in group:
                 if dets:
                     result.faces = face_predictions(dets, ages[k : k + len(dets)], p_female[k : k + len(dets)])
@@ -147,6 +145,7 @@ def run_predict(
     predictor: Predictor | None = None,
     fast: bool = False,
     workers: int = 2,
+    device: str = "cpu",
     engine: str = "local",
     address: str | None = None,
     num_workers: int | None = None,
@@ -155,7 +154,8 @@ def run_predict(
     """Predict every input, streaming results; returns 0 if all inputs were read, 1 if any failed.
 
     fast: the lighter model and a smaller detector input (see FAST_MODEL). workers: decoding and detection
-    threads of the folder pipeline (`predict_stream`; per Ray worker with engine "ray": 1).
+    threads of the folder pipeline (`predict_stream`; per Ray worker with engine "ray": 1). device: cpu or
+    cuda[:N] (see Predictor).
     fmt "parquet": `output` is a results folder (`ParquetResults`, `part_images` images per file); images
     already in it are skipped, so rerunning a killed run resumes it; an image named twice runs once.
     engine "ray": the Ray cluster at `address` (None: a local one), `num_workers` actors (see ray_engine).
@@ -170,13 +170,14 @@ def run_predict(
         if save_dir or predictor:
             raise ValueError("--save-dir (and a ready Predictor) work with the local engine only")
         require("ray", "--engine ray")  # before anything is loaded: the hint names 'ray', not 'parquet'
+    # the pipeline's threads are its parallelism: one onnxruntime thread per session (more only spin)
     spec = PredictorSpec(model, detector, score_threshold=threshold, max_faces=max_faces, min_face=min_face,
-                         flip_tta=flip_tta, fast=fast)
+                         flip_tta=flip_tta, fast=fast, device=device, threads=1 if workers > 1 else None)
     pred = predictor or spec.build()  # also on the Ray driver: a bad model fails here, and names the results
     if predictor and fast:
         use_fast_detector(pred)
 
-    def results(todo: list[str]) -> Iterator[tuple[ImageResult, np.ndarray | None]]:
+    def results(todo: list[str]) -> Iterator[tuple[ImageResult, LazyImage | None]]:
         if engine == "local":
             return predict_stream(pred, todo, workers=workers)
         from .ray_engine import predict_on_ray
@@ -233,7 +234,12 @@ def _predict_to_stream(paths: list[str], pred: Predictor, results: Iterator, fmt
             tally.add(result, bar)
             writer.write(result)
             if save_dir and image is not None:
-                save_image(os.path.join(save_dir, annotated_name(result.image, used)), annotate(image, result.faces))
+                try:  # drawn on the full-size image (decoded now), never on what the faces were cut from
+                    save_image(os.path.join(save_dir, annotated_name(result.image, used)),
+                               annotate(image.full(), result.faces))
+                except ImageLoadError as exc:
+                    tally.failures += 1
+                    bar.write(f"agegender predict: annotated copy not written: {exc}", file=sys.stderr)
             bar.update(1)
         bar.close()
         if tmp_output:

@@ -3,6 +3,9 @@
     >>> from agegender import Predictor
     >>> p = Predictor()                      # default model, RetinaFace detector
     >>> result = p.predict("photo.jpg")      # ImageResult with .faces
+
+An image file is decoded only as far as the answer needs (`agegender.lazyimage`): the detector runs on a
+reduced decode of a large JPEG, and each face is cut from a decode with enough pixels for the model.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import numpy as np
 
 from ..align import crop_faces
 from ..detectors import create_detector
-from ..detectors.base import FaceDetector, select_faces
-from ..imageio import ImageLoadError, load_image
+from ..detectors.base import FaceDetector, detect_faces, select_faces
+from ..imageio import ImageLoadError
+from ..lazyimage import LazyImage, crop_faces_from
 from ..models.estimator import Estimator, load_estimator
 from ..types import Detection, FacePrediction, Gender, ImageResult
 
@@ -32,6 +36,8 @@ class Predictor:
     detector: detector name or a ready FaceDetector. max_faces: keep the largest N faces per image.
     min_face: skip faces whose shorter box side is under this many pixels (counted in `skipped_faces`).
     flip_tta: average each face with its mirror image (slower, slightly more accurate).
+    device: cpu, or cuda[:N] for the detector and an .onnx model on onnxruntime's CUDA provider (needs the
+    onnxruntime-gpu package; a clear RuntimeError otherwise). threads: onnxruntime threads per session.
     """
 
     def __init__(
@@ -55,6 +61,8 @@ class Predictor:
                 kwargs["score_threshold"] = score_threshold
             if threads and detector == "retinaface":
                 kwargs["threads"] = threads
+            if device != "cpu" and detector == "retinaface":
+                kwargs["device"] = device
             detector = create_detector(detector, **kwargs)
         self.detector = detector
         self.max_faces = max_faces
@@ -65,41 +73,65 @@ class Predictor:
     def preprocessing(self):  # -> Preprocessing
         return self.estimator.preprocessing
 
-    def estimate_faces(self, image: np.ndarray, detections: list[Detection]) -> list[FacePrediction]:
-        """Age and gender for given detections of an (H, W, 3) uint8 RGB image (one batch)."""
+    def estimate_faces(self, image: np.ndarray | LazyImage, detections: list[Detection]) -> list[FacePrediction]:
+        """Age and gender for given detections (in original pixels) of an (H, W, 3) uint8 RGB image or a lazy
+        image (each face cut from a view with enough pixels), `FACE_BATCH` faces at a time."""
         if self.max_faces is not None:
             detections = detections[: self.max_faces]
         faces = []
         for i in range(0, len(detections), FACE_BATCH):  # bounded memory however many faces an image holds
             part = detections[i : i + FACE_BATCH]
-            out = self.estimator.estimate(crop_faces(image, part, self.preprocessing), flip_tta=self.flip_tta)
-            faces += face_predictions(part, out.ages, out.p_female)
+            faces += face_predictions(part, *self.estimate_crops(self.crop(image, part)))
         return faces
+
+    def crop(self, image: np.ndarray | LazyImage, detections: list[Detection]) -> np.ndarray:
+        """The model's (N, size, size, 3) uint8 RGB crops of the detections, cut as its preprocessing says."""
+        if isinstance(image, LazyImage):
+            return crop_faces_from(image, detections, self.preprocessing)
+        return crop_faces(image, detections, self.preprocessing)
+
+    def estimate_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) ages and (N,) P(female) of ready crops."""
+        out = self.estimator.estimate(crops, flip_tta=self.flip_tta)
+        return out.ages, out.p_female
+
+    def detect(self, image: LazyImage) -> tuple[list[Detection], dict[str, int]]:
+        """The faces to estimate (largest first, in original pixels) and the skipped counts, as `predict`
+        selects them. Raises ImageLoadError if the image cannot be decoded."""
+        return select_faces(detect_faces(self.detector, image), self.min_face, self.max_faces)
+
+    def predict_image(self, image: LazyImage) -> ImageResult:
+        """Faces of a lazily decoded image (see agegender.lazyimage): detection on the coarsest view the
+        detector can use, each face cut from a view with enough pixels for the model; boxes and landmarks in
+        the original image's pixels. Raises ImageLoadError if the image cannot be decoded."""
+        dets, skipped = self.detect(image)
+        faces = self.estimate_faces(image, dets)
+        return ImageResult(image.name, image.width, image.height, faces, skipped_faces=skipped)
 
     def predict_array(self, image: np.ndarray, name: str = "<array>") -> ImageResult:
         """Faces of an (H, W, 3) uint8 RGB array."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
-        h, w = image.shape[:2]
-        dets, skipped = select_faces(self.detector.detect(image), self.min_face, self.max_faces)
-        return ImageResult(name, w, h, self.estimate_faces(image, dets), skipped_faces=skipped)
+        return self.predict_image(LazyImage.from_array(image, name))
 
-    def predict(self, source: str | os.PathLike[str] | np.ndarray) -> ImageResult:
-        """Faces of one image file or RGB array. A bad file raises ImageLoadError."""
+    def predict(self, source: str | os.PathLike[str] | np.ndarray | LazyImage) -> ImageResult:
+        """Faces of one image file, RGB array or lazy image. A bad file raises ImageLoadError."""
         if isinstance(source, np.ndarray):
             return self.predict_array(source)
-        return self.predict_array(load_image(source), str(source))
+        if isinstance(source, LazyImage):
+            return self.predict_image(source)
+        return self.predict_image(LazyImage.open(source))
 
-    def predict_many(self, paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[ImageResult, np.ndarray | None]]:
+    def predict_many(self, paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[ImageResult, LazyImage | None]]:
         """Yield (result, image) per path, in order; an unreadable file yields a result with .error set
-        and image None, and the rest go on."""
+        and image None, and the rest go on. The image is a LazyImage: `image.full()` (or np.asarray(image))
+        decodes it at full size, e.g. to draw on a copy of it."""
         for p in paths:
             try:
-                image = load_image(p)
+                image = LazyImage.open(p)
+                result = self.predict_image(image)
             except ImageLoadError as exc:
                 yield ImageResult(str(p), 0, 0, [], error=str(exc)), None
                 continue
-            yield self.predict_array(image, str(p)), image
+            yield result, image
 
 
 def face_predictions(detections: list[Detection], ages: np.ndarray, p_female: np.ndarray) -> list[FacePrediction]:

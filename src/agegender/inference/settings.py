@@ -23,7 +23,8 @@ def use_fast_detector(predictor: Predictor) -> None:
 
 @dataclass(frozen=True)
 class PredictorSpec:
-    """The arguments of `Predictor(...)` plus `fast` (see FAST_MODEL) and onnxruntime's `threads` per session.
+    """The arguments of `Predictor(...)` (onnxruntime's `threads` per session, `device`) plus `fast` (see
+    FAST_MODEL).
 
     model: a built-in name or a weights file / run folder; `resolved()` makes a path absolute, so that
     workers started elsewhere find the same file (it must exist at that path on every node).
@@ -37,6 +38,7 @@ class PredictorSpec:
     flip_tta: bool = False
     fast: bool = False
     threads: int | None = None
+    device: str = "cpu"
 
     def resolved(self) -> PredictorSpec:
         """The same spec with `fast`'s model chosen and a model path made absolute."""
@@ -50,7 +52,7 @@ class PredictorSpec:
         spec = self.resolved()
         predictor = Predictor(spec.model, spec.detector, score_threshold=spec.score_threshold,
                               max_faces=spec.max_faces, min_face=spec.min_face, flip_tta=spec.flip_tta,
-                              threads=spec.threads)
+                              device=spec.device, threads=spec.threads)
         if spec.fast:
             use_fast_detector(predictor)
         return predictor

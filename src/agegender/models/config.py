@@ -90,20 +90,19 @@ def read_config(path: str) -> ModelConfig:
     return ModelConfig.from_json(meta[METADATA_KEY], path)
 
 
-def onnx_session(path: str, threads: int | None = None):  # -> onnxruntime.InferenceSession
-    """An onnxruntime CPU session for `path`, with a clear error for a missing or broken file."""
+def onnx_session(path: str, threads: int | None = None, device: str = "cpu"):  # -> onnxruntime.InferenceSession
+    """An onnxruntime session for `path` on `device` (cpu, cuda[:N]), with a clear error for a missing or
+    broken file (and, for cuda, a missing CUDA provider)."""
     import os
 
-    import onnxruntime as ort
+    from ..onnxrt import DeviceError, make_session
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such model file")
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
     try:
-        return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        return make_session(path, threads, device)
+    except DeviceError:
+        raise
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own error types
         raise ValueError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
 

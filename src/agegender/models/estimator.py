@@ -77,11 +77,12 @@ class _Base:
 
 
 class OnnxEstimator(_Base):
-    """An exported model (.onnx) on onnxruntime; outputs gender_probs, age_probs (softmax in graph)."""
+    """An exported model (.onnx) on onnxruntime; outputs gender_probs, age_probs (softmax in graph).
+    device: cpu, or cuda[:N] (onnxruntime's CUDA provider, from the onnxruntime-gpu package)."""
 
-    def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None, device: str = "cpu") -> None:
         self.path = str(path)
-        self.session = onnx_session(self.path, threads)
+        self.session = onnx_session(self.path, threads, device)
         self.config = read_onnx_session_config(self.session, self.path)
         self.input_name = self.session.get_inputs()[0].name
         outputs = [o.name for o in self.session.get_outputs()]
@@ -147,10 +148,11 @@ def resolve_model_path(model: str | os.PathLike[str]) -> Path:
 
 def load_estimator(model: str | os.PathLike[str] = "default", device: str = "cpu",
                    threads: int | None = None) -> Estimator:
-    """Load a model by name or path; .onnx runs on onnxruntime, .safetensors on torch."""
+    """Load a model by name or path; .onnx runs on onnxruntime, .safetensors on torch; on `device` (cpu,
+    cuda[:N])."""
     path = resolve_model_path(model)
     if path.suffix == ".onnx":
-        return OnnxEstimator(path, threads)
+        return OnnxEstimator(path, threads, device)
     if path.suffix == ".safetensors":
         return TorchEstimator(path, device)
     raise ValueError(f"{path}: unsupported model file type (expected .onnx or .safetensors)")

@@ -114,3 +114,24 @@ def export_features_onnx(module: Any, size: int, path: str) -> str:
     onnx.save(proto, tmp)
     os.replace(tmp, path)
     return path
+
+
+def store_weights_half(model: Any, min_size: int = 1024) -> int:
+    """Keep the large float32 weights of `model` as float16 initializers, each read through a Cast to float32
+    (in place): the file is about half the size, and ONNX Runtime folds the casts when it loads the model, so
+    it computes in float32 as before, on the float16-rounded values. Returns how many weights were halved."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = model.graph
+    done = 0
+    for init in list(graph.initializer):
+        if init.data_type != onnx.TensorProto.FLOAT or int(np.prod(init.dims)) < min_size:
+            continue
+        half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), f"{init.name}__half")
+        graph.initializer.remove(init)
+        graph.initializer.append(half)
+        graph.node.insert(0, onnx.helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT,
+                                                   name=f"{init.name}__cast"))
+        done += 1
+    return done

@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..detectors.base import FaceDetector
+from ..detectors.base import FaceDetector, input_size
 from ..draw import annotate
-from ..imageio import ImageLoadError, decode_image
+from ..imageio import ImageLoadError
 from ..inference.predictor import Predictor
+from ..lazyimage import LazyImage
 from ..types import Detection
 from .errors import ApiError, image_error
 
@@ -65,14 +66,14 @@ class PredictService:
         """Decode and run one image; the JSON of ImageResult.to_json(), plus "annotated_jpeg" (base64)
         when asked. Raises ApiError for anything that is not a usable image."""
         t = self.check_threshold(threshold)
-        try:
-            image = decode_image(data, name, max_pixels=self.max_pixels)
+        try:  # decoded only as far as the answer needs; the annotated copy is drawn on the full-size image
+            image = LazyImage.from_bytes(data, name, max_pixels=self.max_pixels)
+            result = self._request_predictor(t, max_faces).predict_image(image)
+            out = result.to_json()
+            if with_annotated:
+                out["annotated_jpeg"] = jpeg_base64(annotate(image.full(), result.faces))
         except ImageLoadError as exc:
             raise image_error(exc) from None
-        result = self._request_predictor(t, max_faces).predict_array(image, name)
-        out = result.to_json()
-        if with_annotated:
-            out["annotated_jpeg"] = jpeg_base64(annotate(image, result.faces))
         return out
 
     def _request_predictor(self, threshold: float, max_faces: int | None) -> Predictor:
@@ -94,8 +95,11 @@ class _Thresholded:
     def __init__(self, detector: FaceDetector, threshold: float) -> None:
         self.base, self.threshold, self.name = detector, threshold, detector.name
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        return [d for d in self.base.detect(image) if d.score >= self.threshold]
+    def detect(self, image: np.ndarray, **kwargs: object) -> list[Detection]:  # kwargs: original_size
+        return [d for d in self.base.detect(image, **kwargs) if d.score >= self.threshold]  # type: ignore[call-arg]
+
+    def input_size(self, width: int, height: int) -> tuple[int, int]:
+        return input_size(self.base, width, height)
 
 
 def jpeg_base64(rgb: np.ndarray, quality: int = 88) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..align import resize_square
+from ..align import from_stored_crop
 from ..fileio import sha256_of
 from ..models.estimator import load_estimator, resolve_model_path
 from ..types import Preprocessing
@@ -27,15 +27,17 @@ def teacher_targets(teacher: str, src: CropSource, data_prep: Preprocessing, stu
                     batch_size: int = 256, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, K) age distributions and (N,) P(female) from `teacher` for the N crops of `src`.
 
-    data_prep: how the dataset's crops were cut; the teacher must have been trained on the same cut (crop
-    mode and margin) and over the student's age classes, else ValueError.
+    data_prep: how the dataset's crops were cut; the teacher must cut faces the same way (crop mode) with a
+    margin no wider (it sees the centre of each crop at its own margin, as at inference) and predict the
+    student's age classes, else ValueError.
     """
     est = load_estimator(teacher)
     refuse_untrainable("--teacher", teacher, est.config)
     tp = est.preprocessing
-    if not tp.same_cut(data_prep):
+    if tp.crop != data_prep.crop or tp.margin > data_prep.margin + 1e-9:
         raise ValueError(f"teacher {teacher!r} expects {tp.crop} crops with margin {tp.margin}; this dataset "
-                         f"holds {data_prep.crop} crops with margin {data_prep.margin}")
+                         f"holds {data_prep.crop} crops with margin {data_prep.margin} (a teacher's margin may be "
+                         "narrower, never wider)")
     if (tp.age_min, tp.age_max) != (student_prep.age_min, student_prep.age_max):
         raise ValueError(f"teacher {teacher!r} predicts ages {tp.age_min}..{tp.age_max}; the student "
                          f"{student_prep.age_min}..{student_prep.age_max}")
@@ -49,7 +51,7 @@ def teacher_targets(teacher: str, src: CropSource, data_prep: Preprocessing, stu
             crops = src.images[start:stop].cpu().numpy()
         else:
             crops = np.stack([read_crop(src.paths[i], src.size) for i in range(start, stop)])
-        out = est.estimate(np.stack([resize_square(c, tp.size) for c in crops]), flip_tta=True)
+        out = est.estimate(np.stack([from_stored_crop(c, data_prep, tp) for c in crops]), flip_tta=True)
         ages[start:stop], female[start:stop] = out.age_probs, out.p_female
     return torch.from_numpy(ages), torch.from_numpy(female)
 
