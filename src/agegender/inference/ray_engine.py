@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -61,8 +62,10 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
+    given = "leave out --address" if address else "unset RAY_ADDRESS"
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
-        check_reachable(address)
+        check_reachable(address, given)
         kwargs["address"] = address
     else:
         kwargs |= {"num_cpus": num_cpus, "include_dashboard": False}
@@ -77,9 +80,10 @@ class _NoProgressBarNote(logging.Filter):
         return not record.getMessage().startswith("Progress bars disabled")
 
 
-def check_reachable(address: str, timeout: float = 10.0) -> None:
-    """Raise ConnectionError with one line if nothing listens at HOST:PORT (Ray itself retries for minutes).
-    Other forms ('auto', 'ray://...') are left to Ray."""
+def check_reachable(address: str, given: str = "leave out --address", timeout: float = 10.0) -> None:
+    """Raise ConnectionError with one line if nothing listens at HOST:PORT (Ray itself retries for minutes);
+    `given`: how not to give it (the address came from --address or from RAY_ADDRESS). Other forms ('auto',
+    'ray://...') are left to Ray."""
     import socket
 
     host, sep, port = address.rpartition(":")
@@ -89,7 +93,7 @@ def check_reachable(address: str, timeout: float = 10.0) -> None:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
         raise ConnectionError(f"no Ray cluster at {address} ({exc.strerror or exc}): start one there with "
-                              "'ray start --head', or leave out --address for a local one") from None
+                              f"'ray start --head', or {given} for a local one") from None
 
 
 def ray_predict(paths: list[str], spec: PredictorSpec, *, num_workers: int | None = None,
