@@ -167,8 +167,8 @@ def run_predict(
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     if engine == "ray":
-        if save_dir or predictor:
-            raise ValueError("--save-dir (and a ready Predictor) work with the local engine only")
+        if save_dir or predictor or device != "cpu":
+            raise ValueError("--save-dir, --device (and a ready Predictor) work with the local engine only")
         require("ray", "--engine ray")  # before anything is loaded: the hint names 'ray', not 'parquet'
     # the pipeline's threads are its parallelism: one onnxruntime thread per session (more only spin)
     spec = PredictorSpec(model, detector, score_threshold=threshold, max_faces=max_faces, min_face=min_face,
