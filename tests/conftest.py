@@ -169,3 +169,51 @@ def utk_golden(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
         return made[spec]
 
     return prepared
+
+
+@pytest.fixture(scope="session")
+def photo_collection(utk_subset: Path, frl_images: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small photo collection in folders, bad files included: utk/ (the 60 UTKFace files), frl/ (the 40
+    portraits), odd/ (a photo with 4 faces made of UTKFace faces, a grey image with none, a truncated JPEG, a
+    text file named .jpg, an empty file); and list.txt naming all of them, a missing file and a comment."""
+    import numpy as np
+    from PIL import Image
+
+    out = tmp_path_factory.mktemp("collection")
+    for name, files in (("utk", sorted((utk_subset / "images").glob("*.jpg"))), ("frl", frl_images)):
+        (out / name).mkdir()
+        for f in files:
+            shutil.copy(f, out / name / f.name)
+    odd = out / "odd"
+    odd.mkdir()
+    faces = [np.asarray(Image.open(f).convert("RGB")) for f in sorted((utk_subset / "images").glob("*.jpg"))[:4]]
+    grid = np.concatenate([np.concatenate(faces[:2], 1), np.concatenate(faces[2:], 1)], 0)
+    Image.fromarray(np.pad(grid, ((100, 100), (100, 100), (0, 0)), constant_values=90)).save(odd / "four.jpg")
+    Image.fromarray(np.full((240, 320, 3), 128, np.uint8)).save(odd / "blank.png")
+    data = frl_images[0].read_bytes()
+    (odd / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (odd / "not_an_image.jpg").write_text("a text file\n")
+    (odd / "empty.jpg").write_bytes(b"")
+    files = [str(p) for d in ("utk", "frl", "odd") for p in sorted((out / d).iterdir())]
+    (out / "list.txt").write_text("# the collection\n" + "\n".join([*files, str(out / "odd" / "missing.jpg")]) + "\n")
+    return out
+
+
+@pytest.fixture(scope="session")
+def collection_parquet(photo_collection: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`predict @list.txt --format parquet` (local engine, 16 images to a part file) on photo_collection."""
+    out = tmp_path_factory.mktemp("parquet") / "straight"
+    run = cli("predict", f"@{photo_collection / 'list.txt'}", "--format", "parquet", "-o", str(out), "--part-size",
+              "16", "--no-progress", check=False)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr  # 4 inputs cannot be read; the rest ran
+    return out
+
+
+@pytest.fixture(scope="session")
+def collection_jsonl(photo_collection: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`predict @list.txt --format jsonl` (local engine) on photo_collection: a results file."""
+    out = tmp_path_factory.mktemp("jsonl") / "results.jsonl"
+    run = cli("predict", f"@{photo_collection / 'list.txt'}", "--format", "jsonl", "-o", str(out), "--no-progress",
+              check=False)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    return out

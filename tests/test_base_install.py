@@ -84,7 +84,7 @@ def test_info_names_the_missing_extras(package):
     assert all(Path(m["path"]).is_file() and Path(m["path"]).parent == package / "weights" for m in report["models"])
     assert "CPUExecutionProvider" in report["onnxruntime"]["providers"]
     extras = {e["name"]: e for e in report["extras"]}
-    for name in ("train", "prepare", "plots", "keras", "export", "serve", "dlib"):
+    for name in ("train", "prepare", "plots", "keras", "export", "serve", "dlib", "parquet", "ray"):
         assert not extras[name]["installed"] and extras[name]["missing"], name
     detectors = {d["name"]: d for d in report["detectors"]}
     assert detectors["retinaface"]["available"] and not detectors["dlib-hog"]["available"]

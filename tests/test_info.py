@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -32,6 +33,17 @@ def test_require_names_the_extra_or_gives_the_module():
     assert require("json").dumps([1]) == "[1]"
     with pytest.raises(MissingExtra, match="reading things needs the Python module 'agegender_no_such_module'"):
         require("agegender_no_such_module.sub", "reading things")
+
+
+def test_a_bare_folder_of_the_name_is_not_the_package(tmp_path, monkeypatch):
+    """A folder named like an optional package on sys.path (as /tmp/ray is when a command runs from /tmp
+    after Ray ran there) imports as an empty namespace package; require() says the package is missing."""
+    (tmp_path / "agegender_ns_probe").mkdir()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(MODULES, "agegender_ns_probe", ("probe", "plots"))
+    monkeypatch.delitem(sys.modules, "agegender_ns_probe", raising=False)
+    with pytest.raises(MissingExtra, match=r'needs probe: pip install "agegender\[plots\]"'):
+        require("agegender_ns_probe")
 
 
 def test_table_and_pyproject_agree():
@@ -67,5 +79,6 @@ def test_info_report():
     detectors = {d["name"]: d for d in report["detectors"]}
     assert Path(detectors["retinaface"]["path"]).is_file() and detectors["dlib-hog"]["available"]
     extras = {e["name"]: e for e in report["extras"]}
-    assert all(extras[n]["installed"] for n in ("train", "prepare", "plots", "keras", "export", "serve", "dlib"))
+    assert all(extras[n]["installed"] for n in ("train", "prepare", "plots", "keras", "export", "serve", "dlib",
+                                                "parquet", "ray"))
     assert cli("--version").stdout.startswith("agegender 0.1.0 (onnxruntime ")

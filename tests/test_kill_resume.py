@@ -5,72 +5,19 @@ tiny network, CPU, one thread: training is bitwise deterministic there, so the f
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from .conftest import cli, need_module
+from .kill_points import kill_at
 
 need_module("torch")
 
 TINY = ["--image-size", "32", "--batch-size", "16", "--limit", "32", "--epochs", "5", "--threads", "1",
         "--arch-kwargs", '{"widths": [8, 8, 16, 16], "blocks": [1, 1, 1, 1]}', "--mixup", "0.2", "--ema", "0.9",
         "--erase", "0.3", "--no-progress"]
-
-
-#: `agegender ARGS` in a child process that stops at a given point, tells the test through a pipe, and waits
-#: there for the SIGKILL: so the kill lands at that point whatever the machine's load. The child runs the
-#: real CLI; only the moment of the kill is chosen. Points: "file PATH" (right after PATH is written under
-#: its final name: every atomic write ends in os.replace) and "results N" (after N results were written).
-PAUSING_CLI = r"""
-import os, sys, threading
-from agegender.cli import main
-from agegender.inference.batch import ResultWriter
-
-kind, arg, fd = sys.argv[1], sys.argv[2], int(sys.argv[3])
-
-def pause():
-    os.write(fd, b"paused")
-    threading.Event().wait()
-
-if kind == "file":
-    real_replace = os.replace
-    def replace(src, dst, *args, **kwargs):
-        real_replace(src, dst, *args, **kwargs)
-        if os.fspath(dst) == arg:
-            pause()
-    os.replace = replace
-else:
-    real_write, written = ResultWriter.write, []
-    def write(self, result):
-        real_write(self, result)
-        written.append(result)
-        if len(written) == int(arg):
-            pause()
-    ResultWriter.write = write
-sys.exit(main(sys.argv[4:]))
-"""
-
-
-def kill_at(args: list[str], kind: str, arg: str | Path) -> None:
-    """Run `agegender ARGS`, SIGKILL it when it reaches the point (kind, arg) (see PAUSING_CLI); fail if it
-    ended without reaching it."""
-    r, w = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-c", PAUSING_CLI, kind, str(arg), str(w), *args], pass_fds=(w,),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    os.close(w)
-    with os.fdopen(r, "rb") as pipe:
-        reached = pipe.read(6) == b"paused"  # blocks until the child pauses (or exits: EOF)
-    if reached:
-        proc.send_signal(signal.SIGKILL)
-    _, err = proc.communicate()
-    assert reached, f"the run ended (exit {proc.returncode}) before it reached {kind} {arg}: {err.decode()[-2000:]}"
-    assert proc.returncode == -signal.SIGKILL
 
 
 def tree(folder: Path) -> dict[str, bytes]:

@@ -31,11 +31,19 @@ def run_without(absent: list[str], code: str, cwd: Path | None = None) -> subpro
 
     In the base install they must really be absent; in a full venv they are blocked in the child.
     """
-    present = [m for m in absent if importlib.util.find_spec(m) is not None]
+    present = [m for m in absent if installed(m)]
     if BASE_INSTALL and present:
         pytest.fail(f"AGEGENDER_BASE_INSTALL=1 but {', '.join(present)} installed: not a base install")
-    block = f"import sys\nfor name in {present!r}:\n    sys.modules[name] = None\n"
+    # all of them blocked, also where absent: a bare folder of that name in the working directory (Ray's
+    # /tmp/ray, say) would otherwise import as an empty namespace package
+    block = f"import sys\nfor name in {absent!r}:\n    sys.modules[name] = None\n"
     return subprocess.run([sys.executable, "-c", block + code], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def installed(module: str) -> bool:
+    """Whether `module` is an installed package or module (not just a folder of that name on sys.path)."""
+    spec = importlib.util.find_spec(module)
+    return spec is not None and spec.origin is not None
 
 
 def run_cli(argv: list[str], absent: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -78,6 +86,10 @@ MISSING = [
     (["import-tfjs", "{tmp}/model.json", "-o", "{tmp}/t.onnx"], ["torch"], "train"),
     (["serve", "--port", "0"], ["uvicorn", "fastapi"], "serve"),
     (["predict", "--detector", "dlib-hog", "--no-progress"], ["dlib"], "dlib"),
+    (["predict", "--engine", "ray", "--no-progress"], ["ray"], "ray"),
+    (["predict", "--format", "parquet", "-o", "{tmp}/results", "--no-progress"], ["pyarrow"], "parquet"),
+    (["report", "{tmp}/results.parquet", "-o", "{tmp}/report"], ["pyarrow"], "parquet"),
+    (["report", "{tmp}/results.jsonl", "-o", "{tmp}/report"], ["matplotlib"], "plots"),
 ]
 
 
@@ -90,7 +102,7 @@ def test_missing_extra_is_one_line(argv, absent, extra, paths):
 
 
 #: everything optional: what a base install lacks
-ALL_OPTIONAL = ["torch", "scipy", "matplotlib", "h5py", "onnx", "fastapi", "uvicorn", "dlib"]
+ALL_OPTIONAL = ["torch", "scipy", "matplotlib", "h5py", "onnx", "fastapi", "uvicorn", "dlib", "pyarrow", "ray"]
 
 
 def test_every_command_has_help_without_extras():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
@@ -35,6 +36,8 @@ MODULES: dict[str, tuple[str, str]] = {
     "multipart": ("python-multipart", "serve"),
     "fastapi_offline": ("fastapi-offline", "serve"),
     "dlib": ("dlib", "dlib"),
+    "pyarrow": ("pyarrow", "parquet"),
+    "ray": ("Ray", "ray"),
 }
 
 
@@ -79,12 +82,18 @@ def missing_extra(exc: ImportError, extras: dict[str, str] | None = None) -> Mis
 
 def require(module: str, purpose: str | None = None, extra: str | None = None) -> ModuleType:
     """Import `module` or raise MissingExtra naming the extra to install (the table's, or `extra`)."""
+    top = module.split(".")[0]
     try:
-        return importlib.import_module(module)
+        found = importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        if exc.name and module.split(".")[0] != exc.name.split(".")[0]:
+        if exc.name and top != exc.name.split(".")[0]:
             raise  # the module exists but one of its own dependencies is missing: not ours to name
-        raise MissingExtra(module.split(".")[0], extra, purpose) from None
+        raise MissingExtra(top, extra, purpose) from None
+    if top in MODULES and getattr(sys.modules[top], "__file__", None) is None:
+        # an empty namespace package: a bare folder of that name on sys.path (e.g. Ray's /tmp/ray when run
+        # from /tmp), not the package
+        raise MissingExtra(top, extra, purpose)
+    return found
 
 
 @dataclass

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     ("prepare", ["add_parser"]),
     ("train", ["add_parser", "add_plot_parser"]),
     ("evaluate", ["add_parser"]),
+    ("report", ["add_parser"]),
     ("download", ["add_parser"]),
     ("models", ["add_parser", "add_models_parser"]),
     ("keras", ["add_parser"]),

@@ -1,4 +1,5 @@
-"""`agegender predict`: images, folders and globs in; table, JSONL or CSV out; annotated copies."""
+"""`agegender predict`: images, folders, globs and @lists in; table, JSONL, CSV or Parquet out; annotated copies;
+on this machine or on a Ray cluster."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ EXAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "example.jpg
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="estimate age and gender of every face in images, folders or globs")
-    p.add_argument("inputs", nargs="*", help="image files, folders or glob patterns (default: built-in example)")
+    p.add_argument("inputs", nargs="*", help="image files, folders, glob patterns or @FILE (a text file of inputs, one "
+                   "per line) (default: built-in example)")
     p.add_argument("--model", default="default", help="built-in name, weights file or run folder")
     p.add_argument("--detector", default="retinaface", help="retinaface (default) or dlib-hog")
-    p.add_argument("--format", choices=["table", "jsonl", "csv"], default="table")
+    p.add_argument("--format", choices=["table", "jsonl", "csv", "parquet"], default="table",
+                   help="parquet: -o names a folder of Parquet files; rerunning into it skips the images already "
+                        "there (resumes a killed run)")
     p.add_argument("-o", "--output", help="write results here instead of standard output")
     p.add_argument("--save-dir", help="write annotated copies of the images into this folder")
     p.add_argument("--max-faces", type=int, help="keep the N largest faces per image")
@@ -27,6 +31,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="decoding and detection threads (default 2)")
     p.add_argument("--device", default="cpu",
                    help="cpu (default), or cuda / cuda:N: onnxruntime's CUDA provider (needs onnxruntime-gpu)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local (default): threads on this machine; ray: Ray Data on a Ray cluster (agegender[ray]; "
+                        "docs/ray.md)")
+    p.add_argument("--address", help="with --engine ray: the cluster's address HOST:PORT or 'auto' (default: "
+                   "$RAY_ADDRESS, else a new local cluster)")
+    p.add_argument("--num-workers", type=int,
+                   help="with --engine ray: actors, each loading the model once (default: one per cluster CPU)")
+    p.add_argument("--part-size", type=int, default=1000,
+                   help="with --format parquet: images per Parquet file (default 1000): what a killed run can lose")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_predict)
 
@@ -38,5 +51,6 @@ def cmd_predict(a: argparse.Namespace) -> int:
     return run_predict(
         inputs, model=a.model, detector=a.detector, fmt=a.format, output=a.output, save_dir=a.save_dir,
         max_faces=a.max_faces, min_face=a.min_face, threshold=a.threshold, flip_tta=a.flip_tta,
-        progress=not a.no_progress, fast=a.fast, workers=a.workers, device=a.device,
+        progress=not a.no_progress, fast=a.fast, workers=a.workers, device=a.device, engine=a.engine,
+        address=a.address, num_workers=a.num_workers, part_images=a.part_size,
     )

@@ -15,14 +15,15 @@ from typing import IO
 import numpy as np
 
 from ..draw import annotate
+from ..extras import require
 from ..imageio import ImageLoadError, save_image
 from ..lazyimage import LazyImage
 from ..types import ImageResult
 from .predictor import Predictor, expand_inputs, face_predictions
+from .settings import FAST_DETECTOR_SIDE, FAST_MODEL, PredictorSpec, predictor_settings, use_fast_detector
 
-#: what `predict --fast` runs: the built-in "fast" model (instead of "default") and RetinaFace on the image
-#: scaled so its longer side (with the detector's padding) is at most this many pixels (instead of 640)
-FAST_MODEL, FAST_DETECTOR_SIDE = "fast", 320
+__all__ = ["CSV_COLUMNS", "FAST_DETECTOR_SIDE", "FAST_MODEL", "ResultWriter", "predict_stream", "run_predict",
+           "use_fast_detector"]
 
 CSV_COLUMNS = ["image", "width", "height", "face", "x1", "y1", "x2", "y2", "score", "age", "gender",
                "gender_probability", "error"]
@@ -115,12 +116,6 @@ def predict_stream(predictor: Predictor, paths: Iterable[str], *, workers: int =
                 yield result, image
 
 
-def use_fast_detector(predictor: Predictor) -> None:
-    """Cap the predictor's RetinaFace input side at FAST_DETECTOR_SIDE (other detectors are left as they are)."""
-    if hasattr(predictor.detector, "max_side"):
-        predictor.detector.max_side = min(predictor.detector.max_side, FAST_DETECTOR_SIDE)  # type: ignore[attr-defined]
-
-
 def annotated_name(path: str, used: set[str]) -> str:
     """A unique output file name for the annotated copy of `path` (JPEG)."""
     stem = Path(path).stem or "image"
@@ -129,6 +124,9 @@ def annotated_name(path: str, used: set[str]) -> str:
         name, k = f"{stem}_{k}.jpg", k + 1
     used.add(name)
     return name
+
+
+ENGINES = ("local", "ray")
 
 
 def run_predict(
@@ -148,50 +146,99 @@ def run_predict(
     fast: bool = False,
     workers: int = 2,
     device: str = "cpu",
+    engine: str = "local",
+    address: str | None = None,
+    num_workers: int | None = None,
+    part_images: int = 1000,
 ) -> int:
     """Predict every input, streaming results; returns 0 if all inputs were read, 1 if any failed.
 
     fast: the lighter model and a smaller detector input (see FAST_MODEL). workers: decoding and detection
-    threads of the folder pipeline (`predict_stream`). device: cpu or cuda[:N] (see Predictor)."""
-    from tqdm import tqdm
-
+    threads of the folder pipeline (`predict_stream`; per Ray worker with engine "ray": 1). device: cpu or
+    cuda[:N] (see Predictor).
+    fmt "parquet": `output` is a results folder (`ParquetResults`, `part_images` images per file); images
+    already in it are skipped, so rerunning a killed run resumes it; an image named twice runs once.
+    engine "ray": the Ray cluster at `address` (None: a local one), `num_workers` actors (see ray_engine).
+    """
     paths = expand_inputs(inputs)
     if not paths:
         print("agegender predict: no images found in the given inputs", file=sys.stderr)
         return 1
-    if fast and model == "default":
-        model = FAST_MODEL
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    if engine == "ray":
+        if save_dir or predictor or device != "cpu":
+            raise ValueError("--save-dir, --device (and a ready Predictor) work with the local engine only")
+        require("ray", "--engine ray")  # before anything is loaded: the hint names 'ray', not 'parquet'
     # the pipeline's threads are its parallelism: one onnxruntime thread per session (more only spin)
-    pred = predictor or Predictor(model, detector, score_threshold=threshold, max_faces=max_faces, min_face=min_face,
-                                  flip_tta=flip_tta, device=device, threads=1 if workers > 1 else None)
+    spec = PredictorSpec(model, detector, score_threshold=threshold, max_faces=max_faces, min_face=min_face,
+                         flip_tta=flip_tta, fast=fast, device=device, threads=1 if workers > 1 else None)
+    pred = predictor or spec.build()  # also on the Ray driver: a bad model fails here, and names the results
+    if predictor and fast:
+        use_fast_detector(pred)
+
+    def results(todo: list[str]) -> Iterator[tuple[ImageResult, LazyImage | None]]:
+        if engine == "local":
+            return predict_stream(pred, todo, workers=workers)
+        from .ray_engine import predict_on_ray
+
+        found = predict_on_ray(todo, spec, address=address, num_workers=num_workers, preserve_order=fmt != "parquet")
+        return ((r, None) for r in found)
+
+    if fmt == "parquet":
+        return _predict_to_parquet(list(dict.fromkeys(paths)), pred, results, output, part_images, progress)
+    return _predict_to_stream(paths, pred, results(paths), fmt, output, save_dir, progress)
+
+
+def _progress(total: int, progress: bool):  # -> tqdm
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc="predict", disable=not progress or total < 2, file=sys.stderr)
+
+
+class _Tally:
+    """Failures and skipped-face counts over a run, for the exit code and the closing summary line."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.skipped: dict[str, int] = {}
+
+    def add(self, result: ImageResult, bar) -> None:
+        if result.error:
+            self.failures += 1
+            bar.write(f"agegender predict: {result.error}", file=sys.stderr)
+        for k, n in result.skipped_faces.items():
+            self.skipped[k] = self.skipped.get(k, 0) + n
+
+    def summary(self, pred: Predictor) -> None:
+        if self.skipped:
+            print(f"agegender predict: faces found but not estimated: {skipped_text(self.skipped)} "
+                  f"(--min-face {pred.min_face:g} px, --max-faces {pred.max_faces})", file=sys.stderr)
+
+
+def _predict_to_stream(paths: list[str], pred: Predictor, results: Iterator, fmt: str, output: str | None,
+                       save_dir: str | None, progress: bool) -> int:
+    """Table, JSONL or CSV to standard output or to `output` (written under a temporary name, then renamed)."""
     # the results file is written under a temporary name and renamed when complete: a killed run never
     # leaves a half-written file under the name asked for
     tmp_output = Path(output).with_name(f".{Path(output).name}.tmp{os.getpid()}") if output else None
     if tmp_output:
         tmp_output.parent.mkdir(parents=True, exist_ok=True)
     stream: IO[str] = open(tmp_output, "w", encoding="utf-8") if tmp_output else sys.stdout  # noqa: SIM115
-    failures = 0
-    skipped: dict[str, int] = {}
+    tally = _Tally()
     used: set[str] = set()
     try:
         writer = ResultWriter(stream, fmt)
-        bar = tqdm(total=len(paths), unit="img", desc="predict", disable=not progress or len(paths) < 2,
-                   file=sys.stderr)
-        if fast:
-            use_fast_detector(pred)
-        for result, image in predict_stream(pred, paths, workers=workers):
-            if result.error:
-                failures += 1
-                bar.write(f"agegender predict: {result.error}", file=sys.stderr)
-            for k, n in result.skipped_faces.items():
-                skipped[k] = skipped.get(k, 0) + n
+        bar = _progress(len(paths), progress)
+        for result, image in results:
+            tally.add(result, bar)
             writer.write(result)
             if save_dir and image is not None:
                 try:  # drawn on the full-size image (decoded now), never on what the faces were cut from
                     save_image(os.path.join(save_dir, annotated_name(result.image, used)),
                                annotate(image.full(), result.faces))
                 except ImageLoadError as exc:
-                    failures += 1
+                    tally.failures += 1
                     bar.write(f"agegender predict: annotated copy not written: {exc}", file=sys.stderr)
             bar.update(1)
         bar.close()
@@ -202,7 +249,29 @@ def run_predict(
         if tmp_output and not stream.closed:
             stream.close()
             tmp_output.unlink(missing_ok=True)
-    if skipped:
-        print(f"agegender predict: faces found but not estimated: {skipped_text(skipped)} "
-              f"(--min-face {pred.min_face:g} px, --max-faces {pred.max_faces})", file=sys.stderr)
-    return 1 if failures else 0
+    tally.summary(pred)
+    return 1 if tally.failures else 0
+
+
+def _predict_to_parquet(paths: list[str], pred: Predictor, results, output: str | None, part_images: int,
+                        progress: bool) -> int:
+    """Parquet results in the folder `output`, resuming it: only images not yet in it run."""
+    from .parquet_results import ParquetResults
+    from .result_rows import model_info
+
+    if not output:
+        raise ValueError("--format parquet writes a folder: give it with -o OUT")
+    tally = _Tally()
+    with ParquetResults(output, model_info(pred.estimator), predictor_settings(pred), part_images) as sink:
+        todo = [p for p in paths if p not in sink.done]
+        if len(todo) < len(paths):
+            print(f"agegender predict: {len(paths) - len(todo)} of {len(paths)} images already in {output}; "
+                  f"running the other {len(todo)}", file=sys.stderr)
+        bar = _progress(len(todo), progress)
+        for result, _ in results(todo):
+            tally.add(result, bar)
+            sink.add(result)
+            bar.update(1)
+        bar.close()
+    tally.summary(pred)
+    return 1 if any(sink.done.get(p) for p in paths) else 0

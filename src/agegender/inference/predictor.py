@@ -143,10 +143,13 @@ def face_predictions(detections: list[Detection], ages: np.ndarray, p_female: np
     return out
 
 
-def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[str]:
-    """Files, folders (searched recursively for images) and glob patterns -> list of paths, in order.
+def expand_inputs(inputs: Iterable[str | os.PathLike[str]], lists: bool = True) -> list[str]:
+    """Files, folders (searched recursively for images), glob patterns and @lists -> list of paths, in order.
 
     Explicitly named files are kept whatever their suffix (so a bad one is reported, not silently dropped).
+    `@FILE` (unless a file of that very name exists) names a text file of inputs, one per line (files, folders
+    or globs, as if given here; blank lines and lines starting with # are ignored; a line is never itself read
+    as a list); a missing list raises FileNotFoundError. lists=False: `@` has no special meaning.
     """
     import glob
 
@@ -155,6 +158,9 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[str]:
     out: list[str] = []
     for item in inputs:
         s = str(item)
+        if lists and s.startswith("@") and len(s) > 1 and not Path(s).exists():
+            out.extend(expand_inputs(read_path_list(s[1:]), lists=False))
+            continue
         p = Path(s)
         if p.is_dir():
             out.extend(str(f) for f in sorted(p.rglob("*")) if f.is_file() and is_image_path(f))
@@ -166,3 +172,13 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[str]:
         else:
             out.append(s)  # reported as missing when read
     return out
+
+
+def read_path_list(path: str | os.PathLike[str]) -> list[str]:
+    """The inputs listed in a text file, one per line (blank lines and # comments left out; whitespace at the
+    ends of a line is stripped)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"@{p}: no such list of inputs")
+    lines = (line.strip() for line in p.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]

@@ -1,0 +1,72 @@
+"""PredictorSpec: how to build a Predictor, as plain values that travel to other processes (Ray workers) and
+into a results folder's record, so that every worker builds the same Predictor and a resumed run uses the
+settings of the run it continues."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .predictor import Predictor
+
+#: what `predict --fast` runs: the built-in "fast" model (instead of "default") and RetinaFace on the image
+#: scaled so its longer side (with the detector's padding) is at most this many pixels (instead of 640)
+FAST_MODEL, FAST_DETECTOR_SIDE = "fast", 320
+
+
+def use_fast_detector(predictor: Predictor) -> None:
+    """Cap the predictor's RetinaFace input side at FAST_DETECTOR_SIDE (other detectors are left as they are)."""
+    if hasattr(predictor.detector, "max_side"):
+        predictor.detector.max_side = min(predictor.detector.max_side, FAST_DETECTOR_SIDE)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class PredictorSpec:
+    """The arguments of `Predictor(...)` (onnxruntime's `threads` per session, `device`) plus `fast` (see
+    FAST_MODEL).
+
+    model: a built-in name or a weights file / run folder; `resolved()` makes a path absolute, so that
+    workers started elsewhere find the same file (it must exist at that path on every node).
+    """
+
+    model: str = "default"
+    detector: str = "retinaface"
+    score_threshold: float | None = None
+    max_faces: int | None = None
+    min_face: float = 10.0
+    flip_tta: bool = False
+    fast: bool = False
+    threads: int | None = None
+    device: str = "cpu"
+
+    def resolved(self) -> PredictorSpec:
+        """The same spec with `fast`'s model chosen and a model path made absolute."""
+        model = FAST_MODEL if self.fast and self.model == "default" else self.model
+        if Path(model).exists():
+            model = str(Path(model).resolve())
+        return PredictorSpec(**{**asdict(self), "model": model})
+
+    def build(self) -> Predictor:
+        """A Predictor as this spec says (model and detector loaded now)."""
+        spec = self.resolved()
+        predictor = Predictor(spec.model, spec.detector, score_threshold=spec.score_threshold,
+                              max_faces=spec.max_faces, min_face=spec.min_face, flip_tta=spec.flip_tta,
+                              device=spec.device, threads=spec.threads)
+        if spec.fast:
+            use_fast_detector(predictor)
+        return predictor
+
+
+def predictor_settings(predictor: Predictor) -> dict[str, Any]:
+    """What decides a Predictor's results, as JSON values: the detector's name, threshold and input side, and
+    the face selection and flip settings (the model is recorded by name and version separately)."""
+    det = predictor.detector
+    return {
+        "detector": getattr(det, "name", type(det).__name__),
+        "score_threshold": getattr(det, "score_threshold", None),
+        "detector_max_side": getattr(det, "max_side", None),
+        "min_face": predictor.min_face,
+        "max_faces": predictor.max_faces,
+        "flip_tta": predictor.flip_tta,
+    }
