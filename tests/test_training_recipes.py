@@ -44,7 +44,7 @@ def _state(path) -> dict:
 @pytest.mark.slow
 def test_cached_views_on_two_sources_freeze_the_lower_layers_and_resume(prepared, aaf_small, tmp_path):
     run = tmp_path / "run"
-    args = ["train", str(prepared), aaf_small, "-o", str(run), "--init", "default", "--image-size", "64",
+    args = ["train", str(prepared), aaf_small, "-o", str(run), "--init", "fast", "--image-size", "64",
             "--freeze", "4", "--cache-views", "2", "--camera", "--balance-sources", "--balance", "0.5",
             "--batch-size", "16", "--lr", "1e-3", "--no-progress"]
     out = cli(*args, "--epochs", "2")
@@ -58,7 +58,7 @@ def test_cached_views_on_two_sources_freeze_the_lower_layers_and_resume(prepared
     assert {p.name for p in feats.iterdir()} >= {"lower.onnx", "train_v0.npy", "train_v1.npy", "val_v0.npy"}
     v0, v1 = np.load(feats / "train_v0.npy"), np.load(feats / "train_v1.npy")
     assert v0.dtype == np.float16 and v0.shape == v1.shape and np.abs(v0 - v1).mean() > 1e-3  # augmented view
-    default = _state(builtin_models()["default"].with_suffix(".safetensors"))
+    default = _state(builtin_models()["fast"].with_suffix(".safetensors"))
     best = _state(run / "best.safetensors")
     lower = [k for k in default if k.startswith("backbone.features.") and int(k.split(".")[2]) < 4]
     upper = [k for k in default if k.startswith("backbone.features.") and int(k.split(".")[2]) >= 4
@@ -112,19 +112,19 @@ def test_wise_interpolation_runs_from_the_start_to_the_finetuned_model(prepared,
     from agegender.training.wise import wise_interpolate
 
     run = tmp_path / "run"
-    cli("train", str(prepared), "-o", str(run), "--init", "default", "--image-size", "112", "--epochs", "1",
+    cli("train", str(prepared), "-o", str(run), "--init", "fast", "--image-size", "80", "--epochs", "1",
         "--batch-size", "8", "--lr", "3e-3", "--anchor", "1e-3", "--no-progress")
     crops = real_crops
     ages = {}
     for alpha in (0.0, 0.5, 1.0):
-        net, cfg = wise_interpolate(run / "best.safetensors", "default", alpha)
+        net, cfg = wise_interpolate(run / "best.safetensors", "fast", alpha)
         assert cfg.card["wise_alpha"] == alpha
         save_model(tmp_path / f"w{alpha}.safetensors", net, cfg)
         ages[alpha] = TorchEstimator(tmp_path / f"w{alpha}.safetensors").estimate(crops).ages
-    start = TorchEstimator(builtin_models()["default"].with_suffix(".safetensors"))
+    start = TorchEstimator(builtin_models()["fast"].with_suffix(".safetensors"))
     tuned = TorchEstimator(run / "best.safetensors")
     assert np.abs(ages[0.0] - start.estimate(crops).ages).max() < 1e-3
     assert np.abs(ages[1.0] - tuned.estimate(crops).ages).max() < 1e-3
     assert np.abs(ages[1.0] - ages[0.0]).max() > 0.05  # training moved it
     with pytest.raises(ValueError, match="0..1"):
-        wise_interpolate(run / "best.safetensors", "default", 1.5)
+        wise_interpolate(run / "best.safetensors", "fast", 1.5)
