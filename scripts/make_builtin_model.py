@@ -70,10 +70,11 @@ def frl_metrics(model_path: Path, root: Path) -> dict[str, Any]:
     return _rounded(summarize(ages, pf, true_age, true_gender, found))
 
 
-def _val_metrics(history: list[dict[str, Any]]) -> dict[str, Any]:
-    best = min(history, key=lambda r: r["val_age_mae"])
-    keep = {k[4:]: round(v, 4) for k, v in best.items() if k.startswith("val_") and k != "val_loss"}
-    return {"epoch": best["epoch"], **keep}
+def _val_metrics(history: list[dict[str, Any]], checkpoint: str) -> dict[str, Any]:
+    """The validation numbers of the epoch shipped: the best by val age MAE, or the last."""
+    row = min(history, key=lambda r: r["val_age_mae"]) if checkpoint == "best" else history[-1]
+    keep = {k[4:]: round(v, 4) for k, v in row.items() if k.startswith("val_") and k != "val_loss"}
+    return {"epoch": row["epoch"], **keep}
 
 
 def main() -> None:
@@ -84,6 +85,8 @@ def main() -> None:
     ap.add_argument("--extra", action="append", default=[], metavar="KEY=DATA:SPLIT",
                     help="also measure end to end on this prepared dataset's split, as card[KEY_metrics]")
     ap.add_argument("--frl", help="frl_canada folder: also measure end to end on its portraits (card frl_metrics)")
+    ap.add_argument("--checkpoint", default="best", choices=["best", "last"],
+                    help="the run's best epoch by val (default) or its last")
     ap.add_argument("--wise", type=float, help="interpolate towards --wise-init with this alpha (WiSE-FT)")
     ap.add_argument("--wise-init", help="the model the run started from (its --init)")
     ap.add_argument("--summary", default="", help="one-line description for `agegender models`")
@@ -95,9 +98,9 @@ def main() -> None:
     if args.wise is not None:
         from agegender.training.wise import wise_interpolate
 
-        model, cfg = wise_interpolate(run / "best.safetensors", args.wise_init, args.wise)
+        model, cfg = wise_interpolate(run / f"{args.checkpoint}.safetensors", args.wise_init, args.wise)
     else:
-        model, cfg = load_model(run / "best.safetensors")
+        model, cfg = load_model(run / f"{args.checkpoint}.safetensors")
     ds_size = int(json.loads((Path(args.data) / "meta.json").read_text())["preprocessing"]["size"])
     if cfg.preprocessing.crop_size == 0 and cfg.preprocessing.size != ds_size and cfg.preprocessing.margin == 0.25:
         # runs from before the record had crop_size: they were trained on ds_size crops resized to size
@@ -128,7 +131,8 @@ def main() -> None:
         "recipe": train_args,
         **_init_recipe(train_args),
         **{k: cfg.card[k] for k in ("wise_alpha", "wise_init") if k in cfg.card},
-        "val_metrics": _val_metrics(history),
+        "checkpoint": args.checkpoint,
+        "val_metrics": _val_metrics(history, args.checkpoint),
         **card,
         "licence": args.licence,
     }

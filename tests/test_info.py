@@ -75,7 +75,7 @@ def test_info_report():
     assert "CPUExecutionProvider" in report["onnxruntime"]["providers"]
     models = {m["name"]: m for m in report["models"]}
     assert {"default", "fast"} <= set(models) and all(Path(m["path"]).is_file() for m in models.values())
-    assert models["default"]["arch"] == "resnet" and models["default"]["input"] == 112
+    assert models["default"]["arch"] == "mobilenet_v1" and models["default"]["input"] == 128
     detectors = {d["name"]: d for d in report["detectors"]}
     assert Path(detectors["retinaface"]["path"]).is_file() and detectors["dlib-hog"]["available"]
     extras = {e["name"]: e for e in report["extras"]}

@@ -118,9 +118,9 @@ def _big_photo_with_small_faces(frl_images) -> tuple[np.ndarray, list[tuple[int,
 
 def test_small_faces_in_a_large_photo_are_found_and_cut_from_enough_pixels(predictor, frl_images, tmp_path):
     """Small faces would have under 2 real pixels per crop pixel on the detection view: the image is decoded
-    again at a finer reduction (or full size) for them, they are found and estimated as from a full decode,
-    and the large face is still cut from the detection view. With the default detector (640 px input, the
-    1/8 view) and with a 1600 px one (the 1/2 view), which finds the smallest faces too."""
+    again at a finer reduction (or full size) for them, and they are found and estimated as from a full
+    decode. With the default detector (640 px input, the 1/8 view) and with a 1600 px one (the 1/2 view),
+    which finds the smallest faces too; the large face is still cut from a reduced view."""
     canvas, placed = _big_photo_with_small_faces(frl_images)
     path = tmp_path / "big.jpg"
     path.write_bytes(jpeg_bytes(canvas, quality=95))
@@ -146,7 +146,9 @@ def test_small_faces_in_a_large_photo_are_found_and_cut_from_enough_pixels(predi
         assert min(small) < det_reduction and min(image.decoded_reductions) == min(small)  # decoded finer for them
         assert min(small) == 1  # the smallest face found is cut from the full-size decode
         big = max(lazy, key=lambda f: f.detection.area)
-        assert crop_reduction(big.detection, pred.preprocessing) >= det_reduction  # cut from the detection view
+        # the portrait's face (1,300 px wide) is cut from a reduced view: the detection view, or 1/4 where the
+        # model's tight crop (the default: the box itself at 140 px) needs more than 1/8 gives it
+        assert crop_reduction(big.detection, pred.preprocessing) >= min(det_reduction, 4)
         big_full = max(full, key=lambda f: f.detection.area)
         assert big.gender is big_full.gender and abs(big.age - big_full.age) <= 2.0
         assert max(image.decoded_reductions) == det_reduction

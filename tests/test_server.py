@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from agegender.models.config import read_config
+from agegender.models.estimator import builtin_models
 from agegender.server.process import serve_process
 
 pytestmark = pytest.mark.slow
@@ -67,7 +69,8 @@ def test_health_and_models(client):
     assert r.status_code == 200 and r.json()["status"] == "ok"
     info = client.get("/v1/models").json()
     assert info["model"]["name"] == "default"
-    assert info["model"]["preprocessing"]["crop"] in ("align5", "box")
+    prep = read_config(str(builtin_models()["default"])).preprocessing  # what the server runs: the model's record
+    assert info["model"]["preprocessing"]["crop"] == prep.crop and info["model"]["preprocessing"]["size"] == prep.size
     assert info["detector"] == {"name": "retinaface", "min_threshold": 0.3, "default_threshold": 0.6}
     assert info["limits"] == {"max_upload_bytes": MAX_UPLOAD_MB * 1024 * 1024, "max_pixels": MAX_PIXELS}
 

@@ -16,6 +16,7 @@ import numpy as np
 from ..align import from_stored_crop, to_network_input
 from ..data.dataset import PreparedDataset
 from ..models.config import METADATA_KEY, onnx_session, read_onnx_session_config
+from ..models.onnx_graph import restore_weights_float
 from ..types import Preprocessing
 
 
@@ -58,11 +59,16 @@ def quantize_onnx(src: str | os.PathLike[str], out: str | os.PathLike[str], crop
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "q.onnx"
-        quant_pre_process(src, str(pre))
+        full, pre, q = Path(tmp) / "full.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "q.onnx"
+        model = onnx.load(src)
+        restore_weights_float(model)  # float16-stored weights: constants again, so they quantize per channel
+        onnx.save(model, str(full))
+        quant_pre_process(str(full), str(pre))
         quantize_static(str(pre), str(q), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=["Conv", "Gemm", "MatMul"],
+                        # the activations too: each Conv's output then takes its ReLU/ReLU6's range (without
+                        # them a MobileNet's int8 copy lost 0.4 years of MAE on UTKFace test; with them 0.01)
+                        op_types_to_quantize=["Conv", "Gemm", "MatMul", "Clip", "Relu"],
                         nodes_to_exclude=_decoding_nodes(str(pre)))
         proto = onnx.load(str(q))
         cfg.card = dict(cfg.card) | {"quantized": f"int8 (static, QDQ, per channel), calibrated on {len(crops_rgb)} "

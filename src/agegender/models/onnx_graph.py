@@ -135,3 +135,27 @@ def store_weights_half(model: Any, min_size: int = 1024) -> int:
                                                    name=f"{init.name}__cast"))
         done += 1
     return done
+
+
+def restore_weights_float(model: Any) -> int:
+    """Undo `store_weights_half` (in place): each float16 initializer read through a Cast to float32 becomes a
+    float32 initializer of the Cast's output name again, the Cast removed (the values stay float16-rounded).
+    Tools that look for constant weights (int8 quantization) then find them. Returns how many were restored."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = model.graph
+    halves = {i.name: i for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
+    done = 0
+    for node in list(graph.node):
+        if node.op_type != "Cast" or len(node.input) != 1 or node.input[0] not in halves:
+            continue
+        if next(a.i for a in node.attribute if a.name == "to") != onnx.TensorProto.FLOAT:
+            continue
+        half = halves[node.input[0]]
+        graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(half).astype(np.float32),
+                                                         node.output[0]))
+        graph.node.remove(node)
+        graph.initializer.remove(half)
+        done += 1
+    return done
