@@ -60,22 +60,17 @@ def run_system(system: System, samples: list[Labelled]) -> dict[str, np.ndarray]
 
 
 def crops_scores(model_spec: str, split: str, samples: list[Labelled], prepared: str | None) -> dict[str, Any]:
-    """Our model on the prepared crops of the UTKFace split (only the crops of `samples`' files)."""
-    from agegender.data import CropSpec, PreparedDataset, prepare_dataset, read_utkface
-    from agegender.evaluation.report import predict_crops
+    """Our model on the prepared crops of the UTKFace split (only the crops of `samples`' files): from
+    `prepared` where its crops hold the model's cut, else prepared once into the cache at the model's own cut
+    (crop mode, margin, crop size), as `agegender prepare` cuts them."""
+    from agegender.data import PreparedDataset
+    from agegender.evaluation.report import crops_compatible, predict_crops
     from agegender.models.estimator import load_estimator
 
-    if prepared is None:  # prepare exactly these files once (`agegender prepare`'s code) into the cache
-        out = CACHE / "bench" / f"utk-{split}-crops-{len(samples)}"
-        if not (out / "labels.csv").is_file():
-            wanted = {s.path for s in samples}
-            todo = [s for s in read_utkface(DATASETS / "UTKFace", DATASETS / "UTKFace-split.csv")
-                    if s.split == split and s.path in wanted]
-            print(f"preparing the {len(todo)} UTKFace {split} crops once into {out}", file=sys.stderr)
-            prepare_dataset(todo, out, CropSpec(), source={"reader": "utkface", "split": split})
-        prepared = str(out)
     model, *flags = model_spec.split("+")
     est = load_estimator(model)
+    if prepared is None or not crops_compatible(PreparedDataset(prepared, split), est):
+        prepared = _cached_crops(split, samples, est.preprocessing)
     ds = PreparedDataset(prepared, split)
     wanted = {Path(s.path).name for s in samples}
     keep = np.array([Path(p).name in wanted for p in ds.column("source")])
@@ -84,6 +79,21 @@ def crops_scores(model_spec: str, split: str, samples: list[Labelled], prepared:
     m["n"] = len(samples)  # faces the preparation's detector missed count as misses
     m["faces_found"] = int(keep.sum()) / len(samples)
     return m
+
+
+def _cached_crops(split: str, samples: list[Labelled], prep) -> str:
+    """These UTKFace files prepared once into the cache, cut as `prep` (a model's record) says."""
+    from agegender.data import CropSpec, prepare_dataset, read_utkface
+
+    spec = CropSpec(crop=prep.crop, margin=prep.margin, size=prep.crop_size or prep.size, detector=prep.detector)
+    out = CACHE / "bench" / f"utk-{split}-crops-{len(samples)}-{spec.crop}-m{spec.margin:g}-{spec.size}"
+    if not (out / "labels.csv").is_file():
+        wanted = {s.path for s in samples}
+        todo = [s for s in read_utkface(DATASETS / "UTKFace", DATASETS / "UTKFace-split.csv")
+                if s.split == split and s.path in wanted]
+        print(f"preparing the {len(todo)} UTKFace {split} crops once into {out}", file=sys.stderr)
+        prepare_dataset(todo, out, spec, source={"reader": "utkface", "split": split})
+    return str(out)
 
 
 def pct(v: float) -> str:
@@ -165,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sets", default="utk,aaf,frl", help="comma-separated: utk, aaf, frl")
     ap.add_argument("--split", default="test", help="UTKFace split (use val for decisions)")
     ap.add_argument("--limit", type=int, help="at most N images per set, spread over the set (quick trials)")
-    ap.add_argument("--prepared", help="prepared UTKFace dataset for the crops rows (default: prepared into the cache)")
+    ap.add_argument("--prepared", help="prepared UTKFace dataset for the crops rows of the models it can serve "
+                    "(others: prepared into the cache at their own cut)")
     ap.add_argument("--no-crops", action="store_true", help="skip the prepared-crops rows")
     ap.add_argument("--wrn-weights", help="weights.28-3.73.hdf5 (default: from the cache)")
     ap.add_argument("--json", help="also write all numbers here")
