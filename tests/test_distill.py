@@ -45,6 +45,19 @@ def test_teacher_must_match_the_datasets_crops(prepared):
         teacher_targets("fast", src, replace(ds.preprocessing, crop="square"), ds.preprocessing, progress=False)
     with pytest.raises(ValueError, match="ages"):
         teacher_targets("fast", src, ds.preprocessing, replace(ds.preprocessing, age_max=80), progress=False)
+    with pytest.raises(ValueError, match="ages"):
+        teacher_targets("fast", src, ds.preprocessing, replace(ds.preprocessing, age_min=5), progress=False)
+
+
+def test_teacher_with_a_narrower_age_range_fills_the_students_classes(prepared):
+    """A teacher predicting 0..100 for a student of 0..104: its distribution lands on the student's classes
+    of the same ages, and the ages it cannot predict get probability 0."""
+    src, ds = _train_source(prepared)
+    prep = ds.preprocessing
+    same, _ = teacher_targets("fast", src, prep, prep, progress=False)
+    wider, female = teacher_targets("fast", src, prep, replace(prep, age_max=104), progress=False)
+    assert wider.shape == (len(src), 105) and female.shape == (len(src),)
+    assert torch.equal(wider[:, :101], same) and not wider[:, 101:].any()
 
 
 def test_mix_targets_blends_and_fills_unlabelled():
@@ -96,3 +109,25 @@ def test_train_init_from_a_trained_model(prepared, tmp_path):
     bad = cli("train", str(prepared), "-o", str(tmp_path / "bad"), "--init", "fast", "--epochs", "1",
               "--arch-kwargs", '{"widths": [8, 16, 16, 32], "blocks": [1, 1, 1, 1]}', "--no-progress", check=False)
     assert bad.returncode != 0 and "architecture" in bad.stderr
+
+
+def test_init_adapts_a_model_cut_another_way_but_refuses_other_ages():
+    """--init from `fast` (5-point aligned crops) into a run on square crops: the weights are copied exactly
+    and the note says which cut the run adapts them to; a run predicting other ages is refused."""
+    from safetensors.torch import load_file
+
+    from agegender.models.config import read_config
+    from agegender.models.estimator import builtin_models
+    from agegender.models.nets import build_model
+    from agegender.training.init_weights import load_init
+
+    path = builtin_models()["fast"].with_suffix(".safetensors")
+    cfg = read_config(str(path))
+    square = replace(cfg.preprocessing, crop="square", margin=0.0, crop_size=140)
+    net = build_model(cfg.arch, num_ages=cfg.preprocessing.num_ages, **cfg.arch_kwargs)
+    note = load_init(net, "fast", cfg.arch, cfg.arch_kwargs, square)
+    assert "align5" in note and "square" in note, note
+    stored = {k: v.float() for k, v in load_file(str(path)).items()}
+    assert all(torch.equal(v, stored[k]) for k, v in net.state_dict().items() if k in stored)
+    with pytest.raises(ValueError, match="ages"):
+        load_init(net, "fast", cfg.arch, cfg.arch_kwargs, replace(square, age_max=99))

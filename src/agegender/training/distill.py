@@ -25,11 +25,13 @@ from .init_weights import refuse_untrainable
 
 def teacher_targets(teacher: str, src: CropSource, data_prep: Preprocessing, student_prep: Preprocessing,
                     batch_size: int = 256, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, K) age distributions and (N,) P(female) from `teacher` for the N crops of `src`.
+    """(N, K) age distributions over the student's K age classes and (N,) P(female) from `teacher` for the N
+    crops of `src`.
 
     data_prep: how the dataset's crops were cut; the teacher must cut faces the same way (crop mode) with a
-    margin no wider (it sees the centre of each crop at its own margin, as at inference) and predict the
-    student's age classes, else ValueError.
+    margin no wider (it sees the centre of each crop at its own margin, as at inference), and predict ages
+    within the student's range (e.g. a 0..99 teacher for a 0..100 student: age 100 gets probability 0),
+    else ValueError.
     """
     est = load_estimator(teacher)
     refuse_untrainable("--teacher", teacher, est.config)
@@ -38,11 +40,13 @@ def teacher_targets(teacher: str, src: CropSource, data_prep: Preprocessing, stu
         raise ValueError(f"teacher {teacher!r} expects {tp.crop} crops with margin {tp.margin}; this dataset "
                          f"holds {data_prep.crop} crops with margin {data_prep.margin} (a teacher's margin may be "
                          "narrower, never wider)")
-    if (tp.age_min, tp.age_max) != (student_prep.age_min, student_prep.age_max):
+    first = tp.age_min - student_prep.age_min  # the student's class of the teacher's youngest age
+    if first < 0 or tp.age_max > student_prep.age_max:
         raise ValueError(f"teacher {teacher!r} predicts ages {tp.age_min}..{tp.age_max}; the student "
-                         f"{student_prep.age_min}..{student_prep.age_max}")
+                         f"{student_prep.age_min}..{student_prep.age_max} (the teacher's range must lie within "
+                         "the student's)")
     n = len(src)
-    ages = np.empty((n, tp.num_ages), np.float32)
+    ages = np.zeros((n, student_prep.num_ages), np.float32)  # ages outside the teacher's range: probability 0
     female = np.empty(n, np.float32)
     for start in tqdm(range(0, n, batch_size), desc=f"teacher {est.name}", unit="batch", disable=not progress,
                       mininterval=1.0):
@@ -52,7 +56,7 @@ def teacher_targets(teacher: str, src: CropSource, data_prep: Preprocessing, stu
         else:
             crops = np.stack([read_crop(src.paths[i], src.size) for i in range(start, stop)])
         out = est.estimate(np.stack([from_stored_crop(c, data_prep, tp) for c in crops]), flip_tta=True)
-        ages[start:stop], female[start:stop] = out.age_probs, out.p_female
+        ages[start:stop, first:first + tp.num_ages], female[start:stop] = out.age_probs, out.p_female
     return torch.from_numpy(ages), torch.from_numpy(female)
 
 

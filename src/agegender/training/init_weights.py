@@ -41,18 +41,18 @@ def init_architecture(init: str) -> tuple[str, dict[str, Any]]:
 
 def load_init(net: AgeGenderNet, init: str, arch: str, arch_kwargs: dict[str, Any], prep: Preprocessing) -> str:
     """Copy the weights of a trained model (built-in name, .safetensors or run folder) into `net`; it must
-    have the same architecture, age classes and crop mode; its margin and input size may differ (the run
-    then adapts it to its own crops). Returns a note on what differs ('' when nothing does)."""
+    have the same architecture and age classes; its crop mode, margin and input size may differ (the run
+    then adapts it to its own crops, e.g. an aligned-crop model fine-tuned on square crops). Returns a note
+    on what differs ('' when nothing does)."""
     src, scfg = load_model(init_path(init))
     refuse_untrainable("--init", init, scfg)
     sp = scfg.preprocessing
     if (scfg.arch, scfg.arch_kwargs) != (arch, dict(arch_kwargs)):
         raise ValueError(f"--init {init}: architecture {scfg.arch} {scfg.arch_kwargs} differs from this "
                          f"run's {arch} {arch_kwargs}")
-    if sp.crop != prep.crop or (sp.age_min, sp.age_max) != (prep.age_min, prep.age_max):
-        raise ValueError(f"--init {init}: trained on {sp.crop} crops, margin {sp.margin}, ages "
-                         f"{sp.age_min}..{sp.age_max}; this run has {prep.crop} crops, margin {prep.margin}, "
-                         f"ages {prep.age_min}..{prep.age_max}")
+    if (sp.age_min, sp.age_max) != (prep.age_min, prep.age_max):
+        raise ValueError(f"--init {init}: predicts ages {sp.age_min}..{sp.age_max}; this run "
+                         f"{prep.age_min}..{prep.age_max}")
     state = {k: v.float() for k, v in src.state_dict().items()}
     if scfg.gender_female_index == 0:  # our heads put female at index 1: swap the imported rows
         for key in ("gender_head.weight", "gender_head.bias"):
@@ -60,6 +60,6 @@ def load_init(net: AgeGenderNet, init: str, arch: str, arch_kwargs: dict[str, An
                 state[key] = state[key].flip(0)
     net.load_state_dict(state)
     if not sp.same_cut(prep) or sp.size != prep.size:
-        return (f"--init {init}: its crops were margin {sp.margin} at {sp.size}px; this run fine-tunes it to "
-                f"margin {prep.margin} at {prep.size}px")
+        return (f"--init {init}: its crops were {sp.crop}, margin {sp.margin} at {sp.size}px; this run "
+                f"fine-tunes it to {prep.crop}, margin {prep.margin} at {prep.size}px")
     return ""
