@@ -129,8 +129,9 @@ def test_train_init_from_a_trained_model(fast_cut, tmp_path):
 
 
 def test_init_adapts_a_model_cut_another_way_but_refuses_other_ages():
-    """--init from `fast` (5-point aligned crops) into a run on square crops: the weights are copied exactly
-    and the note says which cut the run adapts them to; a run predicting other ages is refused."""
+    """--init from `fast` into a run on crops cut the other way (square <-> 5-point aligned): the weights are
+    copied exactly and the note says which cut the run adapts them to; a run predicting other ages is
+    refused."""
     from safetensors.torch import load_file
 
     from agegender.models.config import read_config
@@ -140,11 +141,13 @@ def test_init_adapts_a_model_cut_another_way_but_refuses_other_ages():
 
     path = builtin_models()["fast"].with_suffix(".safetensors")
     cfg = read_config(str(path))
-    square = replace(cfg.preprocessing, crop="square", margin=0.0, crop_size=140)
-    net = build_model(cfg.arch, num_ages=cfg.preprocessing.num_ages, **cfg.arch_kwargs)
-    note = load_init(net, "fast", cfg.arch, cfg.arch_kwargs, square)
-    assert "align5" in note and "square" in note, note
+    own = cfg.preprocessing
+    other = (replace(own, crop="align5", margin=0.25, crop_size=112) if own.crop == "square"
+             else replace(own, crop="square", margin=0.0, crop_size=140))
+    net = build_model(cfg.arch, num_ages=own.num_ages, **cfg.arch_kwargs)
+    note = load_init(net, "fast", cfg.arch, cfg.arch_kwargs, other)
+    assert f"were {own.crop}" in note and f"to {other.crop}" in note, note
     stored = {k: v.float() for k, v in load_file(str(path)).items()}
     assert all(torch.equal(v, stored[k]) for k, v in net.state_dict().items() if k in stored)
     with pytest.raises(ValueError, match="ages"):
-        load_init(net, "fast", cfg.arch, cfg.arch_kwargs, replace(square, age_max=99))
+        load_init(net, "fast", cfg.arch, cfg.arch_kwargs, replace(other, age_max=99))
