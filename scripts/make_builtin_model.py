@@ -3,8 +3,9 @@
 Measures the model with `evaluate_model` on the UTKFace test split of a prepared dataset (prepared crops
 and end to end from the source images) and, where given, end to end on further sets (All-Age-Faces val,
 the FRL portraits), and writes those numbers into the model card inside both weights files. The weights
-are rounded to float16 once, so the .safetensors (float16) and the .onnx (float16 weights read through
-casts; computed in float32) hold the very same values that were measured.
+are rounded to float16 once, so the .safetensors (float16) and the .onnx (computed in float32; its weights
+float16 read through casts, except those float16 cannot hold exactly, e.g. batch norms folded into
+convolutions at export, which stay float32) compute from the very same values that were measured.
 
     python scripts/make_builtin_model.py RUN_DIR --name default --data data/utk --summary "one line"
     python scripts/make_builtin_model.py RUN_DIR --name default --data data/utk-sq140 \\

@@ -79,3 +79,34 @@ def test_bad_weights_files_name_the_file(tmp_path):
     p4.write_bytes(b"\x00" * 64)
     with pytest.raises(ValueError, match="junk.safetensors"):
         load_estimator(p4)
+
+
+def test_half_weights_keep_exactly_what_float16_holds(tmp_path):
+    """store_weights_half: a weight float16 holds exactly is stored as float16 behind a Cast, one it would
+    round (e.g. a batch norm folded into a convolution) stays float32; the graph answers exactly as before."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from agegender.models.onnx_graph import store_weights_half
+
+    rng = np.random.default_rng(0)
+    exact = rng.standard_normal((64, 64)).astype(np.float16).astype(np.float32)  # float16 values
+    rounded = exact * np.float32(1.0 + 2.0**-13)  # between float16 neighbours: float16 would round it
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "exact"], ["h"]), helper.make_node("MatMul", ["h", "rounded"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])],
+        [numpy_helper.from_array(exact, "exact"), numpy_helper.from_array(rounded, "rounded")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.standard_normal((1, 64)).astype(np.float32)
+
+    def run(m) -> np.ndarray:
+        onnx.save(m, str(tmp_path / "m.onnx"))
+        return ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    before = run(model)
+    assert store_weights_half(model) == 1
+    kinds = {i.name: i.data_type for i in model.graph.initializer}
+    assert kinds == {"exact__half": TensorProto.FLOAT16, "rounded": TensorProto.FLOAT}
+    assert np.array_equal(run(model), before)

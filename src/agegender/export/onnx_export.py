@@ -22,7 +22,8 @@ from ..models.torch_weights import load_model
 def export_onnx(model: AgeGenderNet, cfg: ModelConfig, out: str | os.PathLike[str], opset: int = 17,
                 half_weights: bool = False) -> Path:
     """Write `model` to `out` as ONNX (dynamic batch), atomically; returns the path. half_weights: store the
-    large weights as float16 (half the file; computed in float32 on the rounded values)."""
+    large weights that float16 holds exactly as float16 (up to half the file; computed in float32 on the same
+    values; see `store_weights_half`)."""
     import onnx
 
     out = Path(out)

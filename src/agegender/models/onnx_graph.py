@@ -117,9 +117,12 @@ def export_features_onnx(module: Any, size: int, path: str) -> str:
 
 
 def store_weights_half(model: Any, min_size: int = 1024) -> int:
-    """Keep the large float32 weights of `model` as float16 initializers, each read through a Cast to float32
-    (in place): the file is about half the size, and ONNX Runtime folds the casts when it loads the model, so
-    it computes in float32 as before, on the float16-rounded values. Returns how many weights were halved."""
+    """Keep the large float32 weights of `model` that float16 holds exactly as float16 initializers, each read
+    through a Cast to float32 (in place): the file is up to half the size, and ONNX Runtime folds the casts
+    when it loads the model, so it computes in float32 on the very same values. Weights that float16 would
+    round stay float32: e.g. a convolution with a batch norm folded into it at export, whose float16-rounded
+    parts no longer multiply to float16 values (rounding them again would make the ONNX file answer
+    differently from the float16 weights it was exported from). Returns how many weights were halved."""
     import onnx
     from onnx import numpy_helper
 
@@ -128,7 +131,10 @@ def store_weights_half(model: Any, min_size: int = 1024) -> int:
     for init in list(graph.initializer):
         if init.data_type != onnx.TensorProto.FLOAT or int(np.prod(init.dims)) < min_size:
             continue
-        half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), f"{init.name}__half")
+        values = numpy_helper.to_array(init)
+        if not np.array_equal(values.astype(np.float16).astype(np.float32), values):
+            continue
+        half = numpy_helper.from_array(values.astype(np.float16), f"{init.name}__half")
         graph.initializer.remove(init)
         graph.initializer.append(half)
         graph.node.insert(0, onnx.helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT,
