@@ -51,12 +51,17 @@ def test_teacher_targets_are_the_teachers_real_predictions(fast_cut):
     assert torch.allclose(ages, ages2, atol=1e-5) and torch.allclose(female, female2, atol=1e-5)
 
 
-def test_teacher_must_match_the_datasets_crops(fast_cut):
+def test_teacher_must_match_the_datasets_crops(fast_cut, tmp_path):
+    from agegender.models.torch_weights import load_model, save_model
+
     src, ds = _train_source(fast_cut)
-    if ds.preprocessing.margin > 0:  # crops narrower than the teacher's cannot hold its view
-        with pytest.raises(ValueError, match="margin"):
-            narrower = replace(ds.preprocessing, margin=ds.preprocessing.margin / 2)
-            teacher_targets("fast", src, narrower, ds.preprocessing, progress=False)
+    # crops narrower than the teacher's cannot hold its view: `fast`'s weights with a record asking for a
+    # margin 0.2 wider than these crops'
+    net, cfg = load_model(builtin_models()["fast"].with_suffix(".safetensors"))
+    cfg.preprocessing = replace(cfg.preprocessing, margin=ds.preprocessing.margin + 0.2)
+    save_model(tmp_path / "wide.safetensors", net, cfg)
+    with pytest.raises(ValueError, match="margin"):
+        teacher_targets(str(tmp_path / "wide.safetensors"), src, ds.preprocessing, ds.preprocessing, progress=False)
     other = "square" if ds.preprocessing.crop == "align5" else "align5"
     with pytest.raises(ValueError, match=ds.preprocessing.crop):  # another crop mode
         teacher_targets("fast", src, replace(ds.preprocessing, crop=other), ds.preprocessing, progress=False)
