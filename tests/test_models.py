@@ -110,3 +110,24 @@ def test_half_weights_keep_exactly_what_float16_holds(tmp_path):
     kinds = {i.name: i.data_type for i in model.graph.initializer}
     assert kinds == {"exact__half": TensorProto.FLOAT16, "rounded": TensorProto.FLOAT}
     assert np.array_equal(run(model), before)
+
+
+def test_models_command_shows_each_cards_data_licence_and_measured_sets():
+    """`agegender models` lists, under each built-in model, its card's data note, licence and the numbers of
+    every set it was measured on, as the card holds them."""
+    from .conftest import cli
+
+    blocks: dict[str, str] = {}
+    for line in cli("models").stdout.splitlines():
+        if not line.startswith(" "):
+            name = line.split(":", 1)[0]
+        blocks[name] = blocks.get(name, "") + line + "\n"
+    for name in BUILTINS:
+        c = read_config(str(builtin_models()[name])).card
+        expected = [f"data: {c['data']}", f"licence: {c['licence']}",
+                    f"UTKFace test, end to end: age_mae {c['test_metrics']['age_mae']}"]
+        expected += [f"{label}: age_mae {c[key]['age_mae']}" for key, label in
+                     (("aaf_val_metrics", "All-Age-Faces val, end to end"), ("frl_metrics", "FRL Canada, end to end"))
+                     if key in c]
+        for needle in expected:
+            assert needle in blocks[name], (name, needle)

@@ -86,22 +86,41 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_models)
 
 
+#: card keys of measured sets, in the order `models` shows them, with their names there
+MEASURED_SETS = {"test_metrics": "UTKFace test, end to end", "test_metrics_crops": "UTKFace test, crops",
+                 "aaf_val_metrics": "All-Age-Faces val, end to end", "frl_metrics": "FRL Canada, end to end",
+                 "val_metrics": "validation (the run's own)"}
+
+
 def cmd_models(a: argparse.Namespace) -> int:
     from ..models import builtin_models, read_config, resolve_model_path
 
-    entries = [(name, path) for name, path in builtin_models().items()]
-    entries += [(p, resolve_model_path(p)) for p in a.paths]
-    for name, path in entries:
+    entries = dict(builtin_models())
+    for p in a.paths:
+        path = resolve_model_path(p)
+        if path not in entries.values():
+            entries[p] = path
+    for name, path in entries.items():
         cfg = read_config(str(path))
         prep = cfg.preprocessing
-        metrics = cfg.card.get("test_metrics") or cfg.card.get("val_metrics") or {}
-        shown = ", ".join(f"{k} {v}" for k, v in metrics.items() if k in ("age_mae", "gender_acc", "cs5"))
         print(f"{name}: {path}")
         cut = f" (cut at {prep.crop_size}px, then resized)" if prep.crop_size else ""
         print(f"  arch {cfg.arch} {cfg.arch_kwargs or ''}; input {prep.size}px {prep.color}{cut}, crop {prep.crop} "
               f"margin {prep.margin}; ages {prep.age_min}..{prep.age_max}")
-        if cfg.card.get("summary"):
-            print(f"  {cfg.card['summary']}")
-        if shown:
-            print(f"  {shown}")
+        for key in ("summary", "data", "licence"):
+            if cfg.card.get(key):
+                print(f"  {'' if key == 'summary' else key + ': '}{cfg.card[key]}")
+        for line in _measured(cfg.card):
+            print(f"  {line}")
     return 0
+
+
+def _measured(card: dict) -> list[str]:
+    """One line per measured set in the card: age MAE (years), CS@5, gender accuracy, mean signed error."""
+    lines = []
+    for key, label in MEASURED_SETS.items():
+        m = card.get(key) or {}
+        shown = ", ".join(f"{k} {m[k]}" for k in ("age_mae", "cs5", "gender_acc", "age_bias") if k in m)
+        if shown and (key != "val_metrics" or "test_metrics" not in card):
+            lines.append(f"{label}: {shown}")
+    return lines
