@@ -49,12 +49,18 @@ def save_half(path: Path, model: torch.nn.Module, cfg: ModelConfig) -> None:
 
 
 def _init_recipe(train_args: dict) -> dict:
-    """When the run started from another run's weights (--init), that run's recipe too (provenance)."""
-    init = train_args.get("init") or ""
-    args = Path(init).parent / "args.json" if init.endswith(".safetensors") else Path(init) / "args.json"
-    if not init or not args.is_file():
+    """When the run started from another run's weights (--init), that run's recipe too, and so on back
+    (provenance): `init_recipe` is the run it started from, `init_recipes` the whole chain when longer."""
+    chain: list[dict] = []
+    while (init := train_args.get("init") or "") and len(chain) < 20:
+        args = Path(init).parent / "args.json" if init.endswith(".safetensors") else Path(init) / "args.json"
+        if not args.is_file():
+            break
+        train_args = json.loads(args.read_text())
+        chain.append(train_args)
+    if not chain:
         return {}
-    return {"init_recipe": json.loads(args.read_text())}
+    return {"init_recipe": chain[0], **({"init_recipes": chain} if len(chain) > 1 else {})}
 
 
 def _rounded(d: dict[str, Any]) -> dict[str, Any]:
