@@ -106,6 +106,20 @@ def test_camera_augmentations_change_real_crops_as_their_names_say(real_crops):
         np.diff(crop.astype(int), axis=1)).mean()  # less fine detail
 
 
+def test_camera_options_set_the_augmentations_and_are_recorded(prepared, tmp_path):
+    """--camera-options reach the run (args.json keeps them, unset fields at their defaults); a field
+    CameraAugment does not have is refused in one line, before any work."""
+    run = tmp_path / "run"
+    opts = '{"p_grey": 1.0, "p_sepia": 0.0, "jpeg_quality": [30, 60]}'
+    cli("train", str(prepared), "-o", str(run), "--init", "fast", "--image-size", "64", "--freeze", "4",
+        "--cache-views", "2", "--camera-options", opts, "--epochs", "1", "--batch-size", "16", "--no-progress")
+    camera = json.loads((run / "args.json").read_text())["camera"]
+    assert camera["p_grey"] == 1.0 and camera["jpeg_quality"] == [30, 60] and camera["p_blur"] == 0.2
+    bad = cli("train", str(prepared), "-o", str(tmp_path / "bad"), "--camera-options", '{"p_gray": 1}', check=False)
+    assert bad.returncode != 0 and "p_gray" in bad.stderr and "p_grey" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+
+
 def test_wise_interpolation_runs_from_the_start_to_the_finetuned_model(prepared, tmp_path, real_crops):
     from agegender.models.estimator import TorchEstimator
     from agegender.models.torch_weights import save_model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -37,6 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--erase", type=float, default=0.0, help="random erasing probability")
     p.add_argument("--camera", action="store_true",
                    help="camera-like augmentations: crop jitter, JPEG, blur, down-up scaling, grey/sepia, lighting")
+    p.add_argument("--camera-options", default="",
+                   help="with --camera (implied): its probabilities and strengths as JSON, e.g. "
+                   "'{\"p_grey\": 0.4, \"p_sepia\": 0.2}' (fields of training.camera.CameraAugment)")
     p.add_argument("--balance", type=float, default=0.0, help="age-balanced sampling power (0 = off, 0.5 = sqrt)")
     p.add_argument("--balance-sources", action="store_true",
                    help="with several datasets: draw each with the same total weight")
@@ -69,9 +73,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
 
+def camera_config(on: bool, options: str):
+    """--camera / --camera-options -> a CameraAugment (None when neither is given); unknown fields and
+    bad JSON exit with one line."""
+    from ..training.camera import CameraAugment
+
+    if not options:
+        return CameraAugment() if on else None
+    try:
+        fields = json.loads(options)
+        if not isinstance(fields, dict):
+            raise ValueError("not a JSON object")
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+        return CameraAugment(**fields)
+    except (ValueError, TypeError) as exc:
+        known = ", ".join(f.name for f in dataclasses.fields(CameraAugment))
+        raise SystemExit(f"error: --camera-options {options!r}: {exc} (fields: {known})") from None
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from ..training.augment import AugmentConfig
-    from ..training.camera import CameraAugment
     from ..training.loop import TrainConfig, train
 
     kwargs = json.loads(a.arch_kwargs)
@@ -85,7 +106,7 @@ def cmd_train(a: argparse.Namespace) -> int:
                         mixup=a.mixup, erase=a.erase)
     cfg = TrainConfig(
         data=a.data, out=a.out, arch=a.arch, arch_kwargs=kwargs, image_size=a.image_size, margin=a.margin,
-        epochs=a.epochs, camera=CameraAugment() if a.camera else None, balance_sources=a.balance_sources,
+        epochs=a.epochs, camera=camera_config(a.camera, a.camera_options), balance_sources=a.balance_sources,
         freeze=a.freeze, cache_views=a.cache_views, anchor=a.anchor,
         batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr, weight_decay=a.weight_decay,
         warmup_epochs=a.warmup_epochs, schedule=a.schedule, sigma=a.sigma, augment=aug, balance=a.balance,
