@@ -21,7 +21,8 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageFilter
 
-SEPIA = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]], np.float32)
+from agegender.training.camera import SEPIA  # the standard sepia-tone matrix
+
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 

@@ -84,8 +84,7 @@ def camera_config(on: bool, options: str):
         fields = json.loads(options)
         if not isinstance(fields, dict):
             raise ValueError("not a JSON object")
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-        return CameraAugment(**fields)
+        return CameraAugment.from_dict(fields)
     except (ValueError, TypeError) as exc:
         known = ", ".join(f.name for f in dataclasses.fields(CameraAugment))
         raise SystemExit(f"error: --camera-options {options!r}: {exc} (fields: {known})") from None

@@ -43,6 +43,12 @@ class CameraAugment:
     noise_sigma: float = 6.0
 
     @classmethod
+    def from_dict(cls, d: dict) -> CameraAugment:
+        """From JSON (args.json, --camera-options): its lists become the ranges' tuples; an unknown field
+        raises TypeError."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    @classmethod
     def none(cls) -> CameraAugment:
         return cls(flip=False, jitter_scale=0, jitter_shift=0, jitter_rotate=0, p_jpeg=0, p_blur=0, p_downscale=0,
                    p_grey=0, p_sepia=0, p_light=0, p_noise=0)

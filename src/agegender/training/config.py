@@ -55,10 +55,6 @@ class TrainConfig:
         if isinstance(d.get("augment"), dict):
             d["augment"] = AugmentConfig(**d["augment"])
         if isinstance(d.get("camera"), dict):
-            cam = dict(d["camera"])
-            for key in ("jpeg_quality", "blur_sigma", "downscale"):
-                if key in cam:
-                    cam[key] = tuple(cam[key])
-            d["camera"] = CameraAugment(**cam)
+            d["camera"] = CameraAugment.from_dict(d["camera"])
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
