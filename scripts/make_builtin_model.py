@@ -30,6 +30,7 @@ from agegender.evaluation.metrics import summarize
 from agegender.evaluation.report import evaluate_model, predict_end_to_end
 from agegender.export.onnx_export import export_onnx
 from agegender.inference.predictor import Predictor
+from agegender.models import read_config, resolve_model_path
 from agegender.models.config import ModelConfig
 from agegender.models.torch_weights import load_model
 from agegender.types import Gender
@@ -48,19 +49,40 @@ def save_half(path: Path, model: torch.nn.Module, cfg: ModelConfig) -> None:
     save_file(state, str(path), metadata={METADATA_KEY: cfg.to_json()})
 
 
+def round_to_half(model: torch.nn.Module) -> None:
+    """Round every float weight through float16 in place, so the .safetensors we ship (float16) and the .onnx
+    (float16 read through casts) hold the very values that are measured."""
+    model.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()})
+
+
 def _init_recipe(train_args: dict) -> dict:
     """When the run started from another run's weights (--init), that run's recipe too, and so on back
-    (provenance): `init_recipe` is the run it started from, `init_recipes` the whole chain when longer."""
+    (provenance): `init_recipe` is the run it started from, `init_recipes` the whole chain when longer. A
+    start that is a built-in model or a weights file with no run folder around it ends the chain with the
+    recipes its own record carries."""
     chain: list[dict] = []
     while (init := train_args.get("init") or "") and len(chain) < 20:
         args = Path(init).parent / "args.json" if init.endswith(".safetensors") else Path(init) / "args.json"
         if not args.is_file():
+            chain += _recorded_recipes(init)
             break
         train_args = json.loads(args.read_text())
         chain.append(train_args)
     if not chain:
         return {}
     return {"init_recipe": chain[0], **({"init_recipes": chain} if len(chain) > 1 else {})}
+
+
+def _recorded_recipes(init: str) -> list[dict]:
+    """The recipes stored in the record of `init` (a built-in name or a weights file made by this script):
+    its own, then those of the runs it came from; [] when it has none (e.g. an imported network)."""
+    try:
+        card = read_config(str(resolve_model_path(init))).card
+    except (FileNotFoundError, ValueError):
+        return []
+    if "recipe" not in card:
+        return []
+    return [card["recipe"], *(card.get("init_recipes") or ([card["init_recipe"]] if "init_recipe" in card else []))]
 
 
 def _rounded(d: dict[str, Any]) -> dict[str, Any]:
@@ -113,8 +135,7 @@ def main() -> None:
         # runs from before the record had crop_size: they were trained on ds_size crops resized to size
         cfg.preprocessing = replace(cfg.preprocessing, crop_size=ds_size)
         print(f"record: crop_size set to {ds_size} (the dataset's crop size; the run predates the field)")
-    # round through float16 first, so the .safetensors we ship and the .onnx hold the very same values
-    model.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()})
+    round_to_half(model)
     history = json.loads((run / "history.json").read_text())
     train_args = json.loads((run / "args.json").read_text())
     card: dict[str, Any] = {}

@@ -1,0 +1,84 @@
+"""Choose a WiSE-FT alpha on validation data: each blend of a run's checkpoint with its start, measured as shipped.
+
+For every alpha, the run's checkpoint is moved that far from its --init (`wise_interpolate`: alpha 1 is the
+fine-tuned model, 0 the start), rounded to float16 and exported to ONNX as `make_builtin_model.py` ships it,
+then measured on each --val split (prepared crops where the model's cut can be had from them, else end to
+end) and, with --frl, end to end on the FRL portraits. It prints one markdown row per alpha: each set's age
+MAE and gender accuracy, and the mean of the age MAEs (the built-in models' selection criterion).
+
+    python scripts/wise_sweep.py runs/default --init faceres-deep.safetensors --alphas 1,0.9,0.8,0.7,0.6 \\
+        --val utk_val=data/utk-sq:val --val aaf_val=data/aaf-sq:val --frl ../shared/datasets/frl_canada
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from agegender.evaluation.report import evaluate_model
+from agegender.export.onnx_export import export_onnx
+from agegender.training.wise import wise_interpolate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_builtin_model import frl_metrics, round_to_half  # noqa: E402
+
+
+def measure(checkpoint: Path, init: str, alpha: float, vals: list[tuple[str, str, str]], frl: str | None,
+            tmp: Path) -> dict[str, dict[str, Any]]:
+    """{set key: overall metrics} for one alpha, measured on the float16 ONNX export."""
+    model, cfg = wise_interpolate(checkpoint, init, alpha)
+    round_to_half(model)
+    probe = tmp / f"wise-{alpha:g}.onnx"
+    export_onnx(model, cfg, probe, half_weights=True)
+    out = {key: evaluate_model(str(probe), data, split, tmp / f"{key}-{alpha:g}", progress=False)["overall"]
+           for key, data, split in vals}
+    if frl:
+        out["frl"] = frl_metrics(probe, Path(frl))
+    probe.unlink()
+    return out
+
+
+def table(rows: dict[float, dict[str, dict[str, Any]]]) -> str:
+    """Markdown: alpha | per set 'MAE / gender %' | mean age MAE."""
+    keys = list(next(iter(rows.values())))
+    lines = ["| alpha | " + " | ".join(f"{k}: MAE / bias / gender" for k in keys) + " | mean age MAE |",
+             "|---:|" + "---|" * len(keys) + "---:|"]
+    for alpha, sets in rows.items():
+        cells = [f"{m['age_mae']:.2f} / {m['age_bias']:+.2f} / {100 * m['gender_acc']:.1f}%" for m in sets.values()]
+        mean = sum(m["age_mae"] for m in sets.values()) / len(sets)
+        lines.append(f"| {alpha:g} | " + " | ".join(cells) + f" | {mean:.3f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", help="training run folder (best.safetensors / last.safetensors)")
+    ap.add_argument("--init", required=True, help="the model the run started from (its --init)")
+    ap.add_argument("--checkpoint", default="last", choices=["best", "last"])
+    ap.add_argument("--alphas", default="1,0.9,0.8,0.7,0.6", help="comma-separated, each within 0..1")
+    ap.add_argument("--val", action="append", default=[], metavar="KEY=DATA:SPLIT", help="a prepared dataset's split")
+    ap.add_argument("--frl", help="frl_canada folder: also measure end to end on its portraits")
+    args = ap.parse_args()
+    vals = []
+    for spec in args.val:
+        key, rest = spec.split("=", 1)
+        data, split = rest.rsplit(":", 1)
+        vals.append((key, data, split))
+    if not vals and not args.frl:
+        ap.error("give at least one --val or --frl")
+    alphas = [float(a) for a in args.alphas.split(",")]
+    checkpoint = Path(args.run) / f"{args.checkpoint}.safetensors"
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for alpha in tqdm(alphas, desc="wise sweep", unit="alpha"):
+            rows[alpha] = measure(checkpoint, args.init, alpha, vals, args.frl, Path(tmp))
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

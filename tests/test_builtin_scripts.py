@@ -1,0 +1,55 @@
+"""scripts/make_builtin_model.py's provenance chain and scripts/wise_sweep.py, on the built-in weights and
+real UTKFace crops."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+from agegender.evaluation.report import evaluate_model
+from agegender.models import builtin_models, read_config
+
+from .conftest import REPO, need_module
+
+need_module("torch")
+sys.path.insert(0, str(REPO / "scripts"))
+make_builtin_model = importlib.import_module("make_builtin_model")
+wise_sweep = importlib.import_module("wise_sweep")
+
+
+def card(name: str) -> dict:
+    return read_config(str(builtin_models()[name])).card
+
+
+def test_a_run_started_from_a_builtin_keeps_the_builtins_recipes():
+    fast = card("fast")
+    chain = make_builtin_model._init_recipe({"init": "fast", "epochs": 3})
+    assert chain["init_recipe"] == fast["recipe"]
+    assert chain["init_recipes"] == [fast["recipe"], *fast["init_recipes"]]
+
+
+def test_an_imported_start_with_no_recipe_ends_the_chain(tmp_path):
+    assert make_builtin_model._init_recipe({"init": str(tmp_path / "absent.safetensors")}) == {}
+
+
+@pytest.mark.slow
+def test_wise_sweep_measures_each_blend_as_shipped(prepared, tmp_path):
+    """A run whose checkpoint is its own start: every alpha is the shipped default itself, so each row must
+    give the numbers of evaluating default.onnx directly (the weights are float16 already)."""
+    weights = builtin_models()["default"].with_suffix(".safetensors")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.safetensors").write_bytes(weights.read_bytes())
+    vals = [("utk_val", str(prepared), "val")]
+    rows = {a: wise_sweep.measure(run / "last.safetensors", str(weights), a, vals, None, tmp_path) for a in (1.0, 0.5)}
+    want = evaluate_model("default", prepared, "val", tmp_path / "direct", progress=False)["overall"]
+    for alpha, sets in rows.items():
+        got = sets["utk_val"]
+        assert got["n"] == want["n"] == 20
+        assert got["age_mae"] == pytest.approx(want["age_mae"], abs=1e-3), alpha
+        assert got["gender_acc"] == pytest.approx(want["gender_acc"]), alpha
+    text = wise_sweep.table(rows)
+    assert text.count("\n") == 3 and f"{want['age_mae']:.3f}" in text.splitlines()[2]
