@@ -11,6 +11,8 @@ convolutions at export, which stay float32) compute from the very same values th
     python scripts/make_builtin_model.py RUN_DIR --name default --data data/utk-sq140 \\
         --extra aaf_val=data/aaf:val --frl ../shared/datasets/frl_canada \\
         --wise 0.8 --wise-init faceres-deep.safetensors --data-note "..." --licence "..."
+    python scripts/make_builtin_model.py fast --remeasure --data data/utk-sq140 \\
+        --extra aaf_val=data/aaf:val --frl ../shared/datasets/frl_canada   # the same numbers, measured again
 """
 
 from __future__ import annotations
@@ -106,9 +108,43 @@ def _val_metrics(history: list[dict[str, Any]], checkpoint: str) -> dict[str, An
     return {"epoch": row["epoch"], **keep}
 
 
+def measure(model: torch.nn.Module, cfg: ModelConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """The card's measured numbers: UTKFace test (prepared crops and end to end), each --extra split end to end
+    and FRL, all on the float16 ONNX export, as shipped."""
+    card: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "probe.onnx"
+        export_onnx(model, cfg, probe, half_weights=True)  # measured as shipped
+        for mode, key in (("crops", "test_metrics_crops"), ("end-to-end", "test_metrics")):
+            rep = evaluate_model(str(probe), args.data, "test", Path(tmp) / mode, mode=mode, progress=False)
+            card[key] = _rounded(rep["overall"])
+        for spec in args.extra:
+            key, rest = spec.split("=", 1)
+            data, split = rest.rsplit(":", 1)
+            rep = evaluate_model(str(probe), data, split, Path(tmp) / key, mode="end-to-end", progress=False)
+            card[f"{key}_metrics"] = _rounded(rep["overall"])
+        if args.frl:
+            card["frl_metrics"] = frl_metrics(probe, Path(args.frl))
+    return card
+
+
+def remeasure(args: argparse.Namespace) -> None:
+    """Measure a built-in model again (e.g. after its packages changed: OpenCV's resizing, ONNX Runtime's
+    kernels) and rewrite only its card's numbers; weights, recipe and everything else stay as they are."""
+    model, cfg = load_model(WEIGHTS_DIR / f"{args.run}.safetensors")
+    before = {k: cfg.card.get(k) for k in ("test_metrics", "test_metrics_crops")}
+    cfg.card = {**cfg.card, **measure(model, cfg, args)}
+    save_half(WEIGHTS_DIR / f"{args.run}.safetensors", model, cfg)
+    export_onnx(model, cfg, WEIGHTS_DIR / f"{args.run}.onnx", half_weights=True)
+    print(json.dumps({"before": before, "now": {k: cfg.card[k] for k in before}}, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", help="training run folder (best.safetensors, history.json, args.json)")
+    ap.add_argument("run", help="training run folder (best.safetensors, history.json, args.json); with "
+                    "--remeasure, the built-in model's name")
+    ap.add_argument("--remeasure", action="store_true",
+                    help="measure the built-in model RUN again and rewrite only its card's numbers")
     ap.add_argument("--name", default="default")
     ap.add_argument("--data", required=True, help="prepared UTKFace dataset with a test split, cut as the model cuts")
     ap.add_argument("--extra", action="append", default=[], metavar="KEY=DATA:SPLIT",
@@ -123,6 +159,9 @@ def main() -> None:
     ap.add_argument("--licence", default="MIT (weights); trained on UTKFace, whose images are for non-commercial "
                     "research only")
     args = ap.parse_args()
+    if args.remeasure:
+        remeasure(args)
+        return
     run = Path(args.run)
     if args.wise is not None:
         from agegender.training.wise import wise_interpolate
@@ -138,20 +177,7 @@ def main() -> None:
     round_to_half(model)
     history = json.loads((run / "history.json").read_text())
     train_args = json.loads((run / "args.json").read_text())
-    card: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        probe = Path(tmp) / "probe.onnx"
-        export_onnx(model, cfg, probe, half_weights=True)  # measured as shipped
-        for mode, key in (("crops", "test_metrics_crops"), ("end-to-end", "test_metrics")):
-            rep = evaluate_model(str(probe), args.data, "test", Path(tmp) / mode, mode=mode, progress=False)
-            card[key] = _rounded(rep["overall"])
-        for spec in args.extra:
-            key, rest = spec.split("=", 1)
-            data, split = rest.rsplit(":", 1)
-            rep = evaluate_model(str(probe), data, split, Path(tmp) / key, mode="end-to-end", progress=False)
-            card[f"{key}_metrics"] = _rounded(rep["overall"])
-        if args.frl:
-            card["frl_metrics"] = frl_metrics(probe, Path(args.frl))
+    card = measure(model, cfg, args)
     cfg.card = {
         "name": args.name,
         "summary": args.summary,
