@@ -108,6 +108,13 @@ def _val_metrics(history: list[dict[str, Any]], checkpoint: str) -> dict[str, An
     return {"epoch": row["epoch"], **keep}
 
 
+def split_spec(spec: str) -> tuple[str, str, str]:
+    """'KEY=DATA:SPLIT' (a command-line set) -> (key, prepared dataset folder, split)."""
+    key, rest = spec.split("=", 1)
+    data, split = rest.rsplit(":", 1)
+    return key, data, split
+
+
 def measure(model: torch.nn.Module, cfg: ModelConfig, args: argparse.Namespace) -> dict[str, Any]:
     """The card's measured numbers: UTKFace test (prepared crops and end to end), each --extra split end to end
     and FRL, all on the float16 ONNX export, as shipped."""
@@ -118,9 +125,7 @@ def measure(model: torch.nn.Module, cfg: ModelConfig, args: argparse.Namespace) 
         for mode, key in (("crops", "test_metrics_crops"), ("end-to-end", "test_metrics")):
             rep = evaluate_model(str(probe), args.data, "test", Path(tmp) / mode, mode=mode, progress=False)
             card[key] = _rounded(rep["overall"])
-        for spec in args.extra:
-            key, rest = spec.split("=", 1)
-            data, split = rest.rsplit(":", 1)
+        for key, data, split in map(split_spec, args.extra):
             rep = evaluate_model(str(probe), data, split, Path(tmp) / key, mode="end-to-end", progress=False)
             card[f"{key}_metrics"] = _rounded(rep["overall"])
         if args.frl:

@@ -25,7 +25,7 @@ from agegender.export.onnx_export import export_onnx
 from agegender.training.wise import wise_interpolate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_builtin_model import frl_metrics, round_to_half  # noqa: E402
+from make_builtin_model import frl_metrics, round_to_half, split_spec  # noqa: E402
 
 
 def measure(checkpoint: Path, init: str, alpha: float, vals: list[tuple[str, str, str]], frl: str | None,
@@ -64,11 +64,7 @@ def main() -> None:
     ap.add_argument("--val", action="append", default=[], metavar="KEY=DATA:SPLIT", help="a prepared dataset's split")
     ap.add_argument("--frl", help="frl_canada folder: also measure end to end on its portraits")
     args = ap.parse_args()
-    vals = []
-    for spec in args.val:
-        key, rest = spec.split("=", 1)
-        data, split = rest.rsplit(":", 1)
-        vals.append((key, data, split))
+    vals = [split_spec(spec) for spec in args.val]
     if not vals and not args.frl:
         ap.error("give at least one --val or --frl")
     alphas = [float(a) for a in args.alphas.split(",")]
