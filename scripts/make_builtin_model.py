@@ -13,6 +13,7 @@ convolutions at export, which stay float32) compute from the very same values th
         --wise 0.8 --wise-init faceres-deep.safetensors --data-note "..." --licence "..."
     python scripts/make_builtin_model.py fast --remeasure --data data/utk-sq140 \\
         --extra aaf_val=data/aaf:val --frl ../shared/datasets/frl_canada   # the same numbers, measured again
+                                                            # (--data-note "...": and a corrected data note)
 """
 
 from __future__ import annotations
@@ -135,10 +136,11 @@ def measure(model: torch.nn.Module, cfg: ModelConfig, args: argparse.Namespace) 
 
 def remeasure(args: argparse.Namespace) -> None:
     """Measure a built-in model again (e.g. after its packages changed: OpenCV's resizing, ONNX Runtime's
-    kernels) and rewrite only its card's numbers; weights, recipe and everything else stay as they are."""
+    kernels) and rewrite only its card's numbers, and its data note where --data-note is given (to correct
+    it); weights, recipe and everything else stay as they are."""
     model, cfg = load_model(WEIGHTS_DIR / f"{args.run}.safetensors")
     before = {k: cfg.card.get(k) for k in ("test_metrics", "test_metrics_crops")}
-    cfg.card = {**cfg.card, **measure(model, cfg, args)}
+    cfg.card = {**cfg.card, **measure(model, cfg, args), **({"data": args.data_note} if args.data_note else {})}
     save_half(WEIGHTS_DIR / f"{args.run}.safetensors", model, cfg)
     export_onnx(model, cfg, WEIGHTS_DIR / f"{args.run}.onnx", half_weights=True)
     print(json.dumps({"before": before, "now": {k: cfg.card[k] for k in before}}, indent=2))
@@ -160,7 +162,8 @@ def main() -> None:
     ap.add_argument("--wise", type=float, help="interpolate towards --wise-init with this alpha (WiSE-FT)")
     ap.add_argument("--wise-init", help="the model the run started from (its --init)")
     ap.add_argument("--summary", default="", help="one-line description for `agegender models`")
-    ap.add_argument("--data-note", default=UTK_NOTE, help="what the model was trained and selected on")
+    ap.add_argument("--data-note", help="what the model was trained and selected on (default: UTKFace alone); "
+                    "with --remeasure, a corrected note replaces the card's")
     ap.add_argument("--licence", default="MIT (weights); trained on UTKFace, whose images are for non-commercial "
                     "research only")
     args = ap.parse_args()
@@ -186,7 +189,7 @@ def main() -> None:
     cfg.card = {
         "name": args.name,
         "summary": args.summary,
-        "data": args.data_note,
+        "data": args.data_note or UTK_NOTE,
         "recipe": train_args,
         **_init_recipe(train_args),
         **{k: cfg.card[k] for k in ("wise_alpha", "wise_init") if k in cfg.card},

@@ -11,7 +11,7 @@ import pytest
 from agegender.evaluation.report import evaluate_model
 from agegender.models import builtin_models, read_config
 
-from .conftest import REPO, need_module
+from .conftest import REPO, cli, need_module
 
 need_module("torch")
 sys.path.insert(0, str(REPO / "scripts"))
@@ -52,3 +52,32 @@ def test_wise_sweep_measures_each_blend_as_shipped(prepared, tmp_path):
         assert got["gender_acc"] == pytest.approx(want["gender_acc"]), alpha
     text = wise_sweep.table(rows)
     assert text.count("\n") == 3 and f"{want['age_mae']:.3f}" in text.splitlines()[2]
+
+
+@pytest.mark.slow
+def test_remeasure_rewrites_the_numbers_and_a_corrected_data_note_not_the_weights(utk_subset, tmp_path, monkeypatch):
+    """`make_builtin_model.py NAME --remeasure [--data-note ...]` on a copy of the built-in `fast`: the card's
+    test numbers come from the given split (the 60-file subset, cut as fast cuts), the note changes only when
+    one is given, the weights never."""
+    from argparse import Namespace
+
+    from safetensors.numpy import load_file
+
+    prepared = tmp_path / "utk-sq140"
+    cli("prepare", "utkface", str(utk_subset / "images"), "--split-file", str(utk_subset / "split.csv"), "-o",
+        str(prepared), "--crop", "square", "--margin", "0.0", "--size", "140", "--no-progress")
+    source = builtin_models()["fast"].with_suffix(".safetensors")
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "fast.safetensors").write_bytes(source.read_bytes())
+    monkeypatch.setattr(make_builtin_model, "WEIGHTS_DIR", weights)
+    before = read_config(str(source)).card
+    for note in (None, "corrected note"):
+        make_builtin_model.remeasure(Namespace(run="fast", data=str(prepared), extra=[], frl=None, data_note=note))
+        got = read_config(str(weights / "fast.onnx")).card
+        assert got == read_config(str(weights / "fast.safetensors")).card
+        assert got["data"] == (note or before["data"])
+        assert got["recipe"] == before["recipe"] and got["init_recipes"] == before["init_recipes"]
+        assert got["test_metrics_crops"]["n"] == got["test_metrics"]["n"] < 100  # the small split given, not the card's
+    old, new = load_file(str(source)), load_file(str(weights / "fast.safetensors"))
+    assert old.keys() == new.keys() and all((old[k] == new[k]).all() for k in old)
