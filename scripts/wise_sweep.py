@@ -5,6 +5,8 @@ fine-tuned model, 0 the start), rounded to float16 and exported to ONNX as `make
 then measured on each --val split (prepared crops where the model's cut can be had from them, else end to
 end) and, with --frl, end to end on the FRL portraits. It prints one markdown row per alpha: each set's age
 MAE and gender accuracy, and the mean of the age MAEs (the built-in models' selection criterion).
+With --soup FILE, each blend is also averaged with that file (`soup`: e.g. an earlier built-in model from the
+same start) at every --soup-weights share, one row per alpha and share.
 
     python scripts/wise_sweep.py runs/default --init faceres-deep.safetensors --alphas 1,0.9,0.8,0.7,0.6 \\
         --val utk_val=data/utk-sq:val --val aaf_val=data/aaf-sq:val --frl ../shared/datasets/frl_canada
@@ -22,20 +24,22 @@ from tqdm import tqdm
 
 from agegender.evaluation.report import evaluate_model
 from agegender.export.onnx_export import export_onnx
-from agegender.training.wise import wise_interpolate
+from agegender.training.wise import soup, wise_interpolate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_builtin_model import frl_metrics, round_to_half, split_spec  # noqa: E402
 
 
 def measure(checkpoint: Path, init: str, alpha: float, vals: list[tuple[str, str, str]], frl: str | None,
-            tmp: Path) -> dict[str, dict[str, Any]]:
-    """{set key: overall metrics} for one alpha, measured on the float16 ONNX export."""
+            tmp: Path, soup_with: str | None = None, soup_weight: float = 0.0) -> dict[str, dict[str, Any]]:
+    """{set key: overall metrics} for one alpha (and soup share), measured on the float16 ONNX export."""
     model, cfg = wise_interpolate(checkpoint, init, alpha)
+    if soup_with:
+        model, cfg = soup(model, cfg, soup_with, soup_weight)
     round_to_half(model)
-    probe = tmp / f"wise-{alpha:g}.onnx"
+    probe = tmp / f"wise-{alpha:g}-{soup_weight:g}.onnx"
     export_onnx(model, cfg, probe, half_weights=True)
-    out = {key: evaluate_model(str(probe), data, split, tmp / f"{key}-{alpha:g}", progress=False)["overall"]
+    out = {key: evaluate_model(str(probe), data, split, tmp / f"{key}-{alpha:g}-{soup_weight:g}", progress=False)["overall"]
            for key, data, split in vals}
     if frl:
         out["frl"] = frl_metrics(probe, Path(frl))
@@ -43,15 +47,16 @@ def measure(checkpoint: Path, init: str, alpha: float, vals: list[tuple[str, str
     return out
 
 
-def table(rows: dict[float, dict[str, dict[str, Any]]]) -> str:
-    """Markdown: alpha | per set 'MAE / gender %' | mean age MAE."""
+def table(rows: dict[Any, dict[str, dict[str, Any]]]) -> str:
+    """Markdown: alpha (or 'alpha, soup share') | per set 'MAE / bias / gender %' | mean age MAE."""
     keys = list(next(iter(rows.values())))
     lines = ["| alpha | " + " | ".join(f"{k}: MAE / bias / gender" for k in keys) + " | mean age MAE |",
              "|---:|" + "---|" * len(keys) + "---:|"]
     for alpha, sets in rows.items():
         cells = [f"{m['age_mae']:.2f} / {m['age_bias']:+.2f} / {100 * m['gender_acc']:.1f}%" for m in sets.values()]
         mean = sum(m["age_mae"] for m in sets.values()) / len(sets)
-        lines.append(f"| {alpha:g} | " + " | ".join(cells) + f" | {mean:.3f} |")
+        label = f"{alpha:g}" if isinstance(alpha, float) else ", ".join(f"{x:g}" for x in alpha)
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {mean:.3f} |")
     return "\n".join(lines)
 
 
@@ -62,6 +67,8 @@ def main() -> None:
     ap.add_argument("--checkpoint", default="last", choices=["best", "last"])
     ap.add_argument("--alphas", default="1,0.9,0.8,0.7,0.6", help="comma-separated, each within 0..1")
     ap.add_argument("--val", action="append", default=[], metavar="KEY=DATA:SPLIT", help="a prepared dataset's split")
+    ap.add_argument("--soup", help="also average each blend with this weights file (same architecture and input)")
+    ap.add_argument("--soup-weights", default="0.5", help="with --soup: comma-separated shares of that file")
     ap.add_argument("--frl", help="frl_canada folder: also measure end to end on its portraits")
     args = ap.parse_args()
     vals = [split_spec(spec) for spec in args.val]
@@ -70,9 +77,12 @@ def main() -> None:
     alphas = [float(a) for a in args.alphas.split(",")]
     checkpoint = Path(args.run) / f"{args.checkpoint}.safetensors"
     rows = {}
+    shares = [float(w) for w in args.soup_weights.split(",")] if args.soup else []
+    grid = [(a, w) for a in alphas for w in shares] if shares else alphas
     with tempfile.TemporaryDirectory() as tmp:
-        for alpha in tqdm(alphas, desc="wise sweep", unit="alpha"):
-            rows[alpha] = measure(checkpoint, args.init, alpha, vals, args.frl, Path(tmp))
+        for key in tqdm(grid, desc="wise sweep", unit="blend"):
+            alpha, share = key if shares else (key, 0.0)
+            rows[key] = measure(checkpoint, args.init, alpha, vals, args.frl, Path(tmp), args.soup, share)
     print(table(rows))
 
 

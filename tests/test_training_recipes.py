@@ -142,3 +142,31 @@ def test_wise_interpolation_runs_from_the_start_to_the_finetuned_model(prepared,
     assert np.abs(ages[1.0] - ages[0.0]).max() > 0.05  # training moved it
     with pytest.raises(ValueError, match="0..1"):
         wise_interpolate(run / "best.safetensors", "fast", 1.5)
+
+
+def test_a_soup_of_the_start_and_the_finetuned_model_is_their_wise_blend(prepared, tmp_path, real_crops):
+    """soup(tuned, start, w) and wise_interpolate(tuned, start, 1 - w) are the same weights, computed two ways;
+    the record names its partner and the partner's recipe; other architectures and shares are refused."""
+    from agegender.models.estimator import TorchEstimator
+    from agegender.models.torch_weights import load_model, save_model
+    from agegender.training.wise import soup, wise_interpolate
+
+    run = tmp_path / "run"
+    cli("train", str(prepared), "-o", str(run), "--init", "fast", "--image-size", "80", "--epochs", "1",
+        "--batch-size", "8", "--lr", "3e-3", "--no-progress")
+    start = builtin_models()["fast"].with_suffix(".safetensors")
+    ages = {}
+    for name, (net, cfg) in {"wise": wise_interpolate(run / "best.safetensors", "fast", 0.7),
+                             "soup": soup(*load_model(run / "best.safetensors"), start, 0.3)}.items():
+        save_model(tmp_path / f"{name}.safetensors", net, cfg)
+        ages[name] = TorchEstimator(tmp_path / f"{name}.safetensors").estimate(real_crops).ages
+    assert np.abs(ages["soup"] - ages["wise"]).max() < 1e-3
+    tuned = TorchEstimator(run / "best.safetensors").estimate(real_crops).ages
+    assert np.abs(ages["soup"] - tuned).max() > 0.01  # the share moved it
+    card = load_model(tmp_path / "soup.safetensors")[1].card
+    assert card["soup_weight"] == 0.3 and card["soup_with"]["file"] == "fast.safetensors"
+    assert card["soup_with"]["recipe"] == read_config(str(start)).card["recipe"]
+    with pytest.raises(ValueError, match="architecture"):
+        soup(*load_model(run / "best.safetensors"), builtin_models()["default"].with_suffix(".safetensors"), 0.5)
+    with pytest.raises(ValueError, match="0..1"):
+        soup(*load_model(run / "best.safetensors"), start, -0.1)
