@@ -39,7 +39,8 @@ def measure(checkpoint: Path, init: str, alpha: float, vals: list[tuple[str, str
     round_to_half(model)
     probe = tmp / f"wise-{alpha:g}-{soup_weight:g}.onnx"
     export_onnx(model, cfg, probe, half_weights=True)
-    out = {key: evaluate_model(str(probe), data, split, tmp / f"{key}-{alpha:g}-{soup_weight:g}", progress=False)["overall"]
+    tag = f"{alpha:g}-{soup_weight:g}"
+    out = {key: evaluate_model(str(probe), data, split, tmp / f"{key}-{tag}", progress=False)["overall"]
            for key, data, split in vals}
     if frl:
         out["frl"] = frl_metrics(probe, Path(frl))
