@@ -78,6 +78,22 @@ def create_app(
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"])
 
+    _install_error_handlers(app)
+    _add_api_routes(app, service, max_upload_bytes, max_pixels)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": PAGE_CSP,
+                                                                "Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _document_400_not_422(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error as {"error": message} with its status; a nosniff header on every response."""
+
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.message)
@@ -104,6 +120,9 @@ def create_app(
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
+
+def _add_api_routes(app: FastAPI, service: PredictService, max_upload_bytes: int, max_pixels: int) -> None:
+    """POST /v1/predict, GET /v1/health and GET /v1/models around `service`."""
     floor = service.min_threshold
     ok = {"model": PredictOut, "description": "the faces found, largest first",
           "headers": {"Server-Timing": {"description": "predict;dur=MILLISECONDS", "schema": {"type": "string"}}}}
@@ -148,15 +167,6 @@ def create_app(
                          "default_threshold": service.default_threshold},
             "limits": {"max_upload_bytes": max_upload_bytes, "max_pixels": max_pixels},
         }
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": PAGE_CSP,
-                                                                "Cache-Control": "no-cache"})
-
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    _document_400_not_422(app)
-    return app
 
 
 def _document_400_not_422(app: FastAPI) -> None:
