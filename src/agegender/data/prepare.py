@@ -160,29 +160,38 @@ def prepare_dataset(
 
     Samples without a split get one from a hash of their path (`split_fractions`). Returns the final meta.
     """
-    from tqdm import tqdm
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for s in samples:
         if s.split is None:
             s.split = assign_split(s.path, split_fractions)
+    meta = _start_meta(out, samples, spec, source or {}, chunk_size)
+
+    chunks = [samples[i : i + chunk_size] for i in range(0, len(samples), chunk_size)]
+    _crop_chunks(chunks, out, spec, meta["columns"], workers, dict(detector_kwargs or {}), progress)
+    return finalize_dataset(out, len(chunks), meta)
+
+
+def _start_meta(out: Path, samples: list[Sample], spec: CropSpec, source: dict[str, Any],
+                chunk_size: int) -> dict[str, Any]:
+    """Write meta.json (complete: False) for these inputs; a folder prepared from others is refused (ValueError).
+
+    Temporary files a killed run left behind are removed; finished chunk parts stay, to be resumed from.
+    """
     extras = sorted({k for s in samples for k in s.extra})
-    columns = BASE_COLUMNS + [k for k in extras if k not in BASE_COLUMNS]
-    fingerprint = hashlib.sha1("\n".join(s.path for s in samples).encode()).hexdigest()
-    meta_path = out / "meta.json"
     meta: dict[str, Any] = {
         "format": DATASET_FORMAT,
         "version": DATASET_VERSION,
-        "source": source or {},
+        "source": source,
         "crop": asdict(spec),
         "preprocessing": spec.preprocessing().to_dict(),
         "num_inputs": len(samples),
         "chunk_size": chunk_size,
-        "fingerprint": fingerprint,
-        "columns": columns,
+        "fingerprint": hashlib.sha1("\n".join(s.path for s in samples).encode()).hexdigest(),
+        "columns": BASE_COLUMNS + [k for k in extras if k not in BASE_COLUMNS],
         "complete": False,
     }
+    meta_path = out / "meta.json"
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
         for key in ("fingerprint", "chunk_size", "crop"):
@@ -194,12 +203,17 @@ def prepare_dataset(
     atomic_write_json(meta_path, meta)
     for stale in [*out.glob(".*.tmp*"), *out.glob("*/.*.tmp*"), *out.glob("images/*/.*.tmp*")]:
         stale.unlink(missing_ok=True)  # temporary files of a killed run (never under a final name)
+    return meta
 
-    chunks = [samples[i : i + chunk_size] for i in range(0, len(samples), chunk_size)]
+
+def _crop_chunks(chunks: list[list[Sample]], out: Path, spec: CropSpec, columns: list[str], workers: int,
+                 det_kwargs: dict[str, Any], progress: bool) -> None:
+    """Cut every chunk that has no finished part yet (parts/NNNNN.csv), in this process or a spawn pool."""
+    from tqdm import tqdm
+
     todo = [c for c in range(len(chunks)) if not (out / "parts" / f"{c:05d}.csv").exists()]
     done_inputs = sum(len(chunks[c]) for c in range(len(chunks)) if c not in set(todo))
-    det_kwargs = dict(detector_kwargs or {})
-    bar = tqdm(total=len(samples), initial=done_inputs, unit="img", desc="prepare", disable=not progress)
+    bar = tqdm(total=sum(map(len, chunks)), initial=done_inputs, unit="img", desc="prepare", disable=not progress)
     if todo and workers <= 1:
         detector = create_detector(spec.detector, **det_kwargs)
         for c in todo:
@@ -214,7 +228,6 @@ def prepare_dataset(
             for _, n, _ in pool.imap_unordered(_worker_run, jobs):
                 bar.update(n)
     bar.close()
-    return finalize_dataset(out, len(chunks), meta)
 
 
 def finalize_dataset(out: Path, num_chunks: int, meta: dict[str, Any]) -> dict[str, Any]:
