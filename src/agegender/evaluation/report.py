@@ -85,20 +85,7 @@ def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.Pat
     ds = PreparedDataset(data, split)
     if len(ds) == 0:
         raise ValueError(f"{data}: split {split!r} is empty")
-    if mode == "auto":
-        mode = "crops" if crops_compatible(ds, est) else "end-to-end"
-    if mode == "crops":
-        if not crops_compatible(ds, est):
-            raise ValueError(
-                f"{data} was cropped with {ds.preprocessing.crop}/margin {ds.preprocessing.margin}, the model expects "
-                f"{est.preprocessing.crop}/margin {est.preprocessing.margin}; use --mode end-to-end"
-            )
-        ages, pf, found = predict_crops(est, ds, flip_tta, progress)
-    else:
-        predictor = Predictor(est, detector, flip_tta=flip_tta)
-        if fast_detector:
-            use_fast_detector(predictor)
-        ages, pf, found = predict_end_to_end(predictor, ds.column("source"), progress)
+    mode, (ages, pf, found) = _predict(est, ds, data, mode, flip_tta, progress, detector, fast_detector)
     true_age, true_gender = ds.ages, ds.genders
     report: dict[str, Any] = {
         "model": str(getattr(est, "path", model)),
@@ -116,14 +103,41 @@ def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.Pat
     }
     if any(ds.column("race")):
         report["by_race"] = breakdown(ds.column("race"), ages, pf, true_age, true_gender, found)
-    out = Path(out)
+    _write_report(Path(out), report, ds, (ages, pf, found))
+    return report
+
+
+def _predict(est: Estimator, ds: PreparedDataset, data: str | os.PathLike[str], mode: str, flip_tta: bool,
+             progress: bool, detector: str, fast_detector: bool
+             ) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(mode used, (ages in years, P(female), found)) for every face of ds, each array of shape (N,):
+    from the prepared crops ("crops") or from the source images through the detector ("end-to-end")."""
+    if mode == "auto":
+        mode = "crops" if crops_compatible(ds, est) else "end-to-end"
+    if mode == "crops":
+        if not crops_compatible(ds, est):
+            raise ValueError(
+                f"{data} was cropped with {ds.preprocessing.crop}/margin {ds.preprocessing.margin}, the model expects "
+                f"{est.preprocessing.crop}/margin {est.preprocessing.margin}; use --mode end-to-end"
+            )
+        return mode, predict_crops(est, ds, flip_tta, progress)
+    predictor = Predictor(est, detector, flip_tta=flip_tta)
+    if fast_detector:
+        use_fast_detector(predictor)
+    return mode, predict_end_to_end(predictor, ds.column("source"), progress)
+
+
+def _write_report(out: Path, report: dict[str, Any], ds: PreparedDataset,
+                  predictions: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """report.json, report.md, predictions.csv and the plots (when matplotlib is there) into out."""
+    ages, pf, found = predictions
     out.mkdir(parents=True, exist_ok=True)
     try:
-        report["plots"] = [p.name for p in write_plots(ages, true_age, report["by_decade"], out, split)]
+        report["plots"] = [p.name for p in write_plots(ages, ds.ages, report["by_decade"], out, report["split"])]
     except MissingExtra as exc:
         report["plots"], report["plots_skipped"] = [], str(exc)
     atomic_write_json(out / "report.json", report)
-    md = [f"# Evaluation: {report['model']} on {data} ({split}, {mode})", "",
+    md = [f"# Evaluation: {report['model']} on {report['data']} ({report['split']}, {report['mode']})", "",
           markdown_table({"all": report["overall"]}, "set"), "", "## By age decade", "",
           markdown_table(report["by_decade"], "age"), "", "## By gender", "",
           markdown_table(report["by_gender"], "gender")]
@@ -137,7 +151,6 @@ def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.Pat
         w.writerow([ds.rows[i]["file"], ds.rows[i]["source"], ds.rows[i]["age"], ds.rows[i]["gender"], int(found[i]),
                     "" if np.isnan(ages[i]) else f"{ages[i]:.2f}", "" if np.isnan(pf[i]) else f"{pf[i]:.4f}"])
     atomic_write_text(out / "predictions.csv", buf.getvalue())
-    return report
 
 
 def write_plots(ages: np.ndarray, true_age: np.ndarray, by_decade: dict[str, dict[str, Any]], out: Path,
