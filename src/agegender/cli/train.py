@@ -21,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--margin", type=float, default=-1.0,
                    help="crop margin of the model, narrower than the prepared crops' (their centre is used; "
                         "default: theirs)")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="default 30; with --resume, lengthen the run to this many (default: its own)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
     p.add_argument("--lr", type=float, default=2e-3)
@@ -105,7 +106,8 @@ def cmd_train(a: argparse.Namespace) -> int:
                         mixup=a.mixup, erase=a.erase)
     cfg = TrainConfig(
         data=a.data, out=a.out, arch=a.arch, arch_kwargs=kwargs, image_size=a.image_size, margin=a.margin,
-        epochs=a.epochs, camera=camera_config(a.camera, a.camera_options), balance_sources=a.balance_sources,
+        epochs=30 if a.epochs is None else a.epochs, camera=camera_config(a.camera, a.camera_options),
+        balance_sources=a.balance_sources,
         freeze=a.freeze, cache_views=a.cache_views, anchor=a.anchor,
         batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr, weight_decay=a.weight_decay,
         warmup_epochs=a.warmup_epochs, schedule=a.schedule, sigma=a.sigma, augment=aug, balance=a.balance,
@@ -113,7 +115,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         device=a.device, threads=a.threads, workers=a.workers, time_budget=a.time_budget,
         init=a.init, teacher=a.teacher, distill=a.distill,
     )
-    train(cfg, resume=a.resume, progress=not a.no_progress)
+    train(cfg, resume=a.resume, progress=not a.no_progress, extend_to=a.epochs if a.resume else None)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks
         print(f"best model: {Path(a.out) / 'best.safetensors'}")
     return 0

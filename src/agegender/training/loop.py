@@ -109,17 +109,20 @@ def evaluate_split(forward: Forward, inputs: Any, prep: Preprocessing, ctx: Dist
     return out | {f"{k}@{s}": per[s][k] for s in names for k in keys}
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print) -> list[dict[str, Any]]:
-    """Train a model as `cfg` says; returns the per-epoch history. With resume, continues from
-    out/checkpoint.pt (same config required). Under torchrun every rank calls this; rank 0 writes."""
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print,
+          extend_to: int | None = None) -> list[dict[str, Any]]:
+    """Train a model as `cfg` says; returns the per-epoch history. With resume, continues the run in
+    cfg.out from its checkpoint.pt under the config saved there (only cfg's device, workers and threads
+    apply); extend_to lengthens it to that many epochs. Under torchrun every rank calls this; rank 0 writes."""
     ctx = setup(cfg.device)
     try:
-        return _train(cfg, resume, progress and ctx.is_main, log if ctx.is_main else (lambda *a, **k: None), ctx)
+        log = log if ctx.is_main else (lambda *a, **k: None)
+        return _train(cfg, resume, progress and ctx.is_main, log, ctx, extend_to)
     finally:
         teardown(ctx)
 
 
-def _resolve(cfg: TrainConfig, resume: bool, ctx: DistContext) -> TrainConfig:
+def _resolve(cfg: TrainConfig, resume: bool, ctx: DistContext, extend_to: int | None = None) -> TrainConfig:
     """The run's config: the saved one when resuming; the architecture of --init when none is given."""
     out = Path(cfg.out)
     if cfg.batch_size % ctx.world:
@@ -133,7 +136,7 @@ def _resolve(cfg: TrainConfig, resume: bool, ctx: DistContext) -> TrainConfig:
             raise FileNotFoundError(f"{out}: nothing to resume (no checkpoint.pt)")
         saved = TrainConfig.from_dict(json.loads((out / "args.json").read_text()))
         saved.device, saved.workers, saved.threads = cfg.device, cfg.workers, cfg.threads
-        saved.epochs = max(saved.epochs, cfg.epochs)
+        saved.epochs = max(saved.epochs, extend_to or 0)
         return saved
     if (out / "checkpoint.pt").exists():
         raise FileExistsError(f"{out} already holds a training run; use --resume or another --out folder")
@@ -386,10 +389,11 @@ def _log_epoch(log, r: _Run, epoch: int, row: dict[str, Any], val: dict[str, flo
         f"({row['seconds']}s, {row['images_per_second']:.0f} img/s, data wait {100 * row['data_wait_share']:.0f}%)")
 
 
-def _train(cfg: TrainConfig, resume: bool, progress: bool, log, ctx: DistContext) -> list[dict[str, Any]]:
+def _train(cfg: TrainConfig, resume: bool, progress: bool, log, ctx: DistContext,
+           extend_to: int | None = None) -> list[dict[str, Any]]:
     out = Path(cfg.out)
     args_path = out / "args.json"
-    cfg = _resolve(cfg, resume, ctx)
+    cfg = _resolve(cfg, resume, ctx, extend_to)
     barrier(ctx)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
