@@ -13,6 +13,8 @@ convolutions at export, which stay float32) compute from the very same values th
         --wise 0.8 --wise-init faceres-deep.safetensors --data-note "..." --licence "..."
     python scripts/make_builtin_model.py RUN_DIR ... --wise 1.0 --wise-init faceres-deep.safetensors \
         --soup default-before.safetensors --soup-weight 0.5   # averaged with another blend of the same start
+    python scripts/make_builtin_model.py RUN_DIR ... --wise 0.8 --wise-init faceres-deep.safetensors \
+        --ensemble other-run-blend.safetensors --shared 7   # one network: both runs' outputs averaged
     python scripts/make_builtin_model.py fast --remeasure --data data/utk-sq140 \\
         --extra aaf_val=data/aaf:val --frl ../shared/datasets/frl_canada   # the same numbers, measured again
                                                             # (--data-note "...": and a corrected data note)
@@ -166,6 +168,10 @@ def main() -> None:
     ap.add_argument("--soup", help="average with this weights file (same architecture and input: e.g. an earlier "
                     "built-in from the same start), after --wise")
     ap.add_argument("--soup-weight", type=float, default=0.5, help="with --soup: the other file's share (0..1)")
+    ap.add_argument("--ensemble", action="append", default=[], metavar="FILE",
+                    help="an output ensemble with this weights file (repeatable), after --wise and --soup")
+    ap.add_argument("--shared", type=int, default=0,
+                    help="with --ensemble: the lower layers the members share and compute once (the --freeze)")
     ap.add_argument("--summary", default="", help="one-line description for `agegender models`")
     ap.add_argument("--data-note", help="what the model was trained and selected on (default: UTKFace alone); "
                     "with --remeasure, a corrected note replaces the card's")
@@ -186,6 +192,10 @@ def main() -> None:
         from agegender.training.wise import soup
 
         model, cfg = soup(model, cfg, args.soup, args.soup_weight)
+    if args.ensemble:
+        from agegender.training.wise import ensemble
+
+        model, cfg = ensemble(model, cfg, args.ensemble, args.shared)
     ds_size = int(json.loads((Path(args.data) / "meta.json").read_text())["preprocessing"]["size"])
     if cfg.preprocessing.crop_size == 0 and cfg.preprocessing.size != ds_size and cfg.preprocessing.margin == 0.25:
         # runs from before the record had crop_size: they were trained on ds_size crops resized to size
@@ -201,7 +211,8 @@ def main() -> None:
         "data": args.data_note or UTK_NOTE,
         "recipe": train_args,
         **_init_recipe(train_args),
-        **{k: cfg.card[k] for k in ("wise_alpha", "wise_init", "soup_weight", "soup_with") if k in cfg.card},
+        **{k: cfg.card[k] for k in ("wise_alpha", "wise_init", "soup_weight", "soup_with", "ensemble_with")
+           if k in cfg.card},
         "checkpoint": args.checkpoint,
         "val_metrics": _val_metrics(history, args.checkpoint),
         **card,

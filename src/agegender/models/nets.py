@@ -5,7 +5,9 @@ Backbones are registered by name (like a model zoo registry) and built with keyw
 - "wrn": the original Keras project's WideResNet (depth, width k), laid out so that Keras weights load
   one-to-one: 'same' padding and average pooling reproduced exactly, NHWC flattening, BN eps 1e-3;
 - "mobilenet_v1" (models/mobilenet.py) and "tiny_xception" (models/xception.py): the TF.js networks
-  that `agegender import-tfjs` brings in.
+  that `agegender import-tfjs` brings in;
+- "ensemble" (models/ensemble.py): several fine-tunes of one base network that share their lower layers,
+  their probabilities averaged.
 
 This module imports torch; the rest of the package reaches it only from training, export and the torch
 estimator.
@@ -35,7 +37,7 @@ def register_backbone(name: str) -> Callable[[Callable[..., nn.Module]], Callabl
 
 def _register_all() -> None:
     """Import the modules whose builders register themselves (they import this module, so lazily)."""
-    from . import mobilenet, xception  # noqa: F401
+    from . import ensemble, mobilenet, xception  # noqa: F401
 
 
 def available_backbones() -> list[str]:

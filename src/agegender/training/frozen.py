@@ -23,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..align import from_stored_crop, to_network_input
+from ..models.ensemble import SharedTrunkEnsemble
 from ..models.nets import AgeGenderNet
 from ..types import Preprocessing
 from .batches import CropSource, read_crop
@@ -32,6 +33,8 @@ from .camera import CameraAugment, camera_augment
 def split_net(net: AgeGenderNet, k: int) -> tuple[nn.Module, Callable[[torch.Tensor], tuple[torch.Tensor, ...]]]:
     """(lower, upper_forward) for a backbone that can be split at its k-th layer: lower(x) is what gets
     frozen and cached; upper_forward(features) gives the heads' outputs, as net(x) would."""
+    if isinstance(net, SharedTrunkEnsemble):
+        return net.split(k)
     split = getattr(net.backbone, "split", None)
     if split is None:
         raise ValueError(f"--freeze: this backbone ({type(net.backbone).__name__}) cannot be split")

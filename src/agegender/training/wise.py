@@ -7,6 +7,9 @@ robustness on photos unlike that data, at no cost at inference (one network, the
 `soup` averages two such fine-tunes (a model soup, Wortsman et al., ICML 2022): runs that started from the
 same weights and kept the same frozen layers sit in one basin, so their average behaves like the ensemble
 of the two at the cost of one network.
+
+`ensemble` keeps such fine-tunes apart instead: one network (models/ensemble.py) that runs their common
+frozen layers once and averages their outputs, at the cost of their upper layers once per member.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from ..models.config import ModelConfig
+from ..models.ensemble import SharedTrunkEnsemble
 from ..models.nets import AgeGenderNet, build_model
 from ..models.torch_weights import load_model
 from .init_weights import load_init
@@ -69,3 +75,42 @@ def soup(model: AgeGenderNet, cfg: ModelConfig, other: str | os.PathLike[str],
     with_card = {k: pcfg.card[k] for k in SOUP_CARD_KEYS if k in pcfg.card}
     card = dict(cfg.card, soup_weight=weight, soup_with={"file": Path(other).name, **with_card})
     return model.eval(), replace(cfg, card=card)
+
+
+def ensemble(model: AgeGenderNet, cfg: ModelConfig, others: list[str | os.PathLike[str]],
+             shared: int) -> tuple[SharedTrunkEnsemble, ModelConfig]:
+    """`model` and the networks in the weights files `others` as one output ensemble whose first `shared`
+    layers run once (`SharedTrunkEnsemble`); the record is `model`'s, with arch "ensemble" (base
+    architecture and options inside) and `ensemble_with` on the card: each other file's name and, from its
+    record, its recipe and blend.
+
+    Raises ValueError when a member differs from `model` in architecture, parameter shapes or preprocessing
+    (every field: they read one input), or in the values of its first `shared` layers (say, a run that froze
+    fewer layers, or started elsewhere).
+    """
+    members, cards = [model], []
+    for other in others:
+        partner, pcfg = load_model(other)
+        a, b = model.state_dict(), partner.state_dict()
+        if (pcfg.arch, pcfg.arch_kwargs, pcfg.preprocessing) != (cfg.arch, cfg.arch_kwargs, cfg.preprocessing) \
+                or {k: v.shape for k, v in a.items()} != {k: v.shape for k, v in b.items()}:
+            raise ValueError(f"{other}: cannot join this model's ensemble: architecture or preprocessing differ "
+                             f"({pcfg.arch} {pcfg.arch_kwargs} {pcfg.preprocessing} against "
+                             f"{cfg.arch} {cfg.arch_kwargs} {cfg.preprocessing})")
+        if shared and not _same_layers(model, partner, shared):
+            raise ValueError(f"{other}: its first {shared} layers differ from this model's, so they cannot be shared")
+        members.append(partner)
+        cards.append({"file": Path(other).name, **{k: pcfg.card[k] for k in SOUP_CARD_KEYS if k in pcfg.card}})
+    net = SharedTrunkEnsemble([m.float() for m in members], shared).eval()
+    kwargs = {"base": cfg.arch, "base_kwargs": cfg.arch_kwargs, "members": len(members), "shared": shared}
+    card = dict(cfg.card, ensemble_with=cards)
+    return net, replace(cfg, arch="ensemble", arch_kwargs=kwargs, card=card)
+
+
+def _same_layers(a: AgeGenderNet, b: AgeGenderNet, k: int) -> bool:
+    """Whether the first k backbone layers of a and b hold the same values to float16's precision (as
+    weights ship: a file saved in float16, or a WiSE blend of frozen layers whose float32 sum can round to
+    the neighbouring float16, compares equal to the run's float32 weights)."""
+    sa, sb = a.backbone.split(k)[0].state_dict(), b.backbone.split(k)[0].state_dict()
+    return sa.keys() == sb.keys() and all(torch.allclose(sa[n].float(), sb[n].float(), rtol=2**-10, atol=1e-7)
+                                          for n in sa)
