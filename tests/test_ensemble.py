@@ -13,6 +13,8 @@ from agegender.inference.predictor import Predictor
 from agegender.lazyimage import LazyImage
 from agegender.models import builtin_models
 
+from .conftest import cli
+
 torch = pytest.importorskip("torch")
 
 SHARED = 7  # the default's recipe freezes (and so shares) its first 7 layers
@@ -106,6 +108,8 @@ def test_an_ensemble_averages_its_members_on_real_faces_in_torch_a_file_and_onnx
     assert np.abs(from_onnx.ages - from_file.ages).max() < 1e-2
     assert np.abs(from_onnx.p_female - from_file.p_female).max() < 1e-3
     assert load_model(tmp_path / "ens.safetensors")[0].member(1, ecfg)[1].arch == "mobilenet_v1"
+    listed = cli("models", str(tmp_path / "ens.onnx")).stdout
+    assert "ensemble of 2 x mobilenet_v1" in listed and "first 7 layers shared" in listed
     # computing the shared layers once changes nothing against running each member whole
     whole = ensemble(net, cfg, [path], 0)[0]
     assert torch.allclose(_probs(whole, crops, prep)[1], ae, atol=1e-6)

@@ -105,7 +105,7 @@ def cmd_models(a: argparse.Namespace) -> int:
         prep = cfg.preprocessing
         print(f"{name}: {path}")
         cut = f" (cut at {prep.crop_size}px, then resized)" if prep.crop_size else ""
-        print(f"  arch {cfg.arch} {cfg.arch_kwargs or ''}; input {prep.size}px {prep.color}{cut}, crop {prep.crop} "
+        print(f"  arch {_arch(cfg.arch, cfg.arch_kwargs)}; input {prep.size}px {prep.color}{cut}, crop {prep.crop} "
               f"margin {prep.margin}; ages {prep.age_min}..{prep.age_max}")
         for key in ("summary", "data", "licence"):
             if cfg.card.get(key):
@@ -124,3 +124,11 @@ def _measured(card: dict) -> list[str]:
         if shown and (key != "val_metrics" or "test_metrics" not in card):
             lines.append(f"{label}: {shown}")
     return lines
+
+
+def _arch(arch: str, kwargs: dict) -> str:
+    """The architecture in a line: its name and options; an ensemble as its members' base and what they share."""
+    if arch == "ensemble":
+        return (f"ensemble of {kwargs.get('members')} x {kwargs.get('base')} {kwargs.get('base_kwargs') or ''} "
+                f"(first {kwargs.get('shared')} layers shared, probabilities averaged)")
+    return f"{arch} {kwargs or ''}"
