@@ -66,11 +66,11 @@ class SharedTrunkEnsemble(nn.Module):
         `train --freeze K` needs to fine-tune an ensemble on cached features."""
         if not 1 <= k <= self.shared:
             raise ValueError(f"ensemble: split point {k} outside the shared layers 1..{self.shared}")
-        lower = self.members[0].backbone.split(k)[0]
-        uppers = [(m, m.backbone.split(k)[1]) for m in self.members]
+        lower = self.members[0].split(k)[0]
+        uppers = [m.split(k)[1] for m in self.members]
 
         def upper_forward(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            outs = [m.heads(up(h)) for m, up in uppers]
+            outs = [up(h) for up in uppers]
             return mean_probability_logits([g for g, _ in outs]), mean_probability_logits([a for _, a in outs])
 
         return lower, upper_forward

@@ -71,6 +71,16 @@ class AgeGenderNet(nn.Module):
         f = self.dropout(f)
         return self.gender_head(f), self.age_head(f)
 
+    def split(self, k: int) -> tuple[nn.Module, Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]]:
+        """(lower, upper_forward) with upper_forward(lower(x)) == self(x): lower = the backbone's first k
+        layers (what `train --freeze K` freezes and caches), upper_forward = the rest and the heads.
+        Raises ValueError for a backbone that cannot be split."""
+        split = getattr(self.backbone, "split", None)
+        if split is None:
+            raise ValueError(f"this backbone ({type(self.backbone).__name__}) cannot be split")
+        lower, upper = split(k)
+        return lower, lambda f: self.heads(upper(f))
+
 
 def regression_age_probs(age: torch.Tensor, age_min: int, num_ages: int) -> torch.Tensor:
     """(N,) ages in years -> (N, num_ages) two-hot distributions over age_min.. whose expected value is the

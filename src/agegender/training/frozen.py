@@ -23,7 +23,6 @@ from torch import nn
 from tqdm import tqdm
 
 from ..align import from_stored_crop, to_network_input
-from ..models.ensemble import SharedTrunkEnsemble
 from ..models.nets import AgeGenderNet
 from ..types import Preprocessing
 from .batches import CropSource, read_crop
@@ -31,19 +30,13 @@ from .camera import CameraAugment, camera_augment
 
 
 def split_net(net: AgeGenderNet, k: int) -> tuple[nn.Module, Callable[[torch.Tensor], tuple[torch.Tensor, ...]]]:
-    """(lower, upper_forward) for a backbone that can be split at its k-th layer: lower(x) is what gets
-    frozen and cached; upper_forward(features) gives the heads' outputs, as net(x) would."""
-    if isinstance(net, SharedTrunkEnsemble):
+    """(lower, upper_forward) for a network that can be split at its k-th layer (`net.split`, an
+    AgeGenderNet's or an ensemble's): lower(x) is what gets frozen and cached; upper_forward(features) gives
+    the heads' outputs, as net(x) would."""
+    try:
         return net.split(k)
-    split = getattr(net.backbone, "split", None)
-    if split is None:
-        raise ValueError(f"--freeze: this backbone ({type(net.backbone).__name__}) cannot be split")
-    lower, upper = split(k)
-
-    def upper_forward(f: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return net.heads(upper(f))
-
-    return lower, upper_forward
+    except ValueError as exc:
+        raise ValueError(f"--freeze: {exc}") from None
 
 
 def trainable_parameters(net: AgeGenderNet, lower: nn.Module) -> list[nn.Parameter]:

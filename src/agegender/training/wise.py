@@ -111,6 +111,6 @@ def _same_layers(a: AgeGenderNet, b: AgeGenderNet, k: int) -> bool:
     """Whether the first k backbone layers of a and b hold the same values to float16's precision (as
     weights ship: a file saved in float16, or a WiSE blend of frozen layers whose float32 sum can round to
     the neighbouring float16, compares equal to the run's float32 weights)."""
-    sa, sb = a.backbone.split(k)[0].state_dict(), b.backbone.split(k)[0].state_dict()
+    sa, sb = a.split(k)[0].state_dict(), b.split(k)[0].state_dict()
     return sa.keys() == sb.keys() and all(torch.allclose(sa[n].float(), sb[n].float(), rtol=2**-10, atol=1e-7)
                                           for n in sa)
