@@ -11,9 +11,9 @@ convolutions at export, which stay float32) compute from the very same values th
     python scripts/make_builtin_model.py RUN_DIR --name default --data data/utk-sq140 \\
         --extra aaf_val=data/aaf:val --frl ../shared/datasets/frl_canada \\
         --wise 0.8 --wise-init faceres-deep.safetensors --data-note "..." --licence "..."
-    python scripts/make_builtin_model.py RUN_DIR ... --wise 1.0 --wise-init faceres-deep.safetensors \
+    python scripts/make_builtin_model.py RUN_DIR ... --wise 1.0 --wise-init faceres-deep.safetensors \\
         --soup default-before.safetensors --soup-weight 0.5   # averaged with another blend of the same start
-    python scripts/make_builtin_model.py RUN_DIR ... --wise 0.8 --wise-init faceres-deep.safetensors \
+    python scripts/make_builtin_model.py RUN_DIR ... --wise 0.8 --wise-init faceres-deep.safetensors \\
         --ensemble other-run-blend.safetensors --shared 7   # one network: both runs' outputs averaged
     python scripts/make_builtin_model.py fast --remeasure --data data/utk-sq140 \\
         --extra aaf_val=data/aaf:val --frl ../shared/datasets/frl_canada   # the same numbers, measured again
