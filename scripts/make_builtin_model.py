@@ -96,13 +96,16 @@ def _rounded(d: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
 
 
-def frl_metrics(model_path: Path, root: Path) -> dict[str, Any]:
-    """End to end on the FRL portraits (frl_canada/labels.csv: file, age, gender): the largest face counts."""
+def frl_metrics(model_path: Path | str, root: Path, errors: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """End to end on the FRL portraits (frl_canada/labels.csv: file, age, gender): the largest face counts.
+    With `errors`, also stores each portrait's |age error| in years (shape (40,), NaN: no face) as errors["frl"]."""
     with open(root / "labels.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     ages, pf, found = predict_end_to_end(Predictor(str(model_path)), [str(root / r["file"]) for r in rows], False)
     true_age = np.array([float(r["age"]) for r in rows])
     true_gender = np.array([int(Gender.parse(r["gender"])) for r in rows])
+    if errors is not None:
+        errors["frl"] = np.abs(np.where(found, ages, np.nan) - true_age)
     return _rounded(summarize(ages, pf, true_age, true_gender, found))
 
 

@@ -8,7 +8,10 @@ MAE and gender accuracy, and the mean of the age MAEs (the built-in models' sele
 With --soup FILE, each blend is also averaged with that file (`soup`: e.g. an earlier built-in model from the
 same start) at every --soup-weights share, one row per alpha and share. With --ensemble FILE (repeatable)
 each blend is measured as an output ensemble with those files instead (`ensemble`: the first --shared layers,
-the run's frozen ones, computed once), one row per alpha.
+the run's frozen ones, computed once), one row per alpha. With --baseline MODEL (e.g. `default`) that model
+is measured too, and each row gets its mean age MAE minus the baseline's with a 95% bootstrap interval,
+paired face by face (`agegender.evaluation.uncertainty`): it shows how much of a difference the choice of
+faces alone could make, not how much a rerun of training would move it.
 
     python scripts/wise_sweep.py runs/default --init faceres-deep.safetensors --alphas 1,0.9,0.8,0.7,0.6 \\
         --val utk_val=data/utk-sq:val --val aaf_val=data/aaf-sq:val --frl ../shared/datasets/frl_canada
@@ -22,48 +25,70 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
+from agegender.evaluation.compare import load_predictions
 from agegender.evaluation.report import evaluate_model
+from agegender.evaluation.uncertainty import mean_of_differences, paired_difference
 from agegender.export.onnx_export import export_onnx
 from agegender.training.wise import ensemble, soup, wise_interpolate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_builtin_model import frl_metrics, round_to_half, split_spec  # noqa: E402
 
+Sets = dict[str, dict[str, Any]]
+Errors = dict[str, np.ndarray]
+
+
+def measure_sets(model: str, vals: list[tuple[str, str, str]], frl: str | None, out: Path) -> tuple[Sets, Errors]:
+    """({set key: overall metrics}, {set key: per-face |age error| in years, shape (N,)}) of one model file."""
+    metrics, errors = {}, {}
+    for key, data, split in vals:
+        metrics[key] = evaluate_model(model, data, split, out / key, progress=False)["overall"]
+        errors[key] = load_predictions(out / key).age_error
+    if frl:
+        metrics["frl"] = frl_metrics(model, Path(frl), errors)
+    return metrics, errors
+
 
 def measure(checkpoint: Path, init: str, alpha: float, vals: list[tuple[str, str, str]], frl: str | None,
             tmp: Path, soup_with: str | None = None, soup_weight: float = 0.0, members: list[str] | None = None,
-            shared: int = 0) -> dict[str, dict[str, Any]]:
-    """{set key: overall metrics} for one alpha (and soup share, or ensemble), measured on the float16 ONNX
-    export."""
+            shared: int = 0) -> tuple[Sets, Errors]:
+    """measure_sets() of one alpha (and soup share, or ensemble), on the float16 ONNX export."""
     model, cfg = wise_interpolate(checkpoint, init, alpha)
     if soup_with:
         model, cfg = soup(model, cfg, soup_with, soup_weight)
     if members:
         model, cfg = ensemble(model, cfg, members, shared)
     round_to_half(model)
-    probe = tmp / f"wise-{alpha:g}-{soup_weight:g}.onnx"
-    export_onnx(model, cfg, probe, half_weights=True)
     tag = f"{alpha:g}-{soup_weight:g}"
-    out = {key: evaluate_model(str(probe), data, split, tmp / f"{key}-{tag}", progress=False)["overall"]
-           for key, data, split in vals}
-    if frl:
-        out["frl"] = frl_metrics(probe, Path(frl))
+    probe = tmp / f"wise-{tag}.onnx"
+    export_onnx(model, cfg, probe, half_weights=True)
+    out = measure_sets(str(probe), vals, frl, tmp / tag)
     probe.unlink()
     return out
 
 
-def table(rows: dict[Any, dict[str, dict[str, Any]]]) -> str:
-    """Markdown: alpha (or 'alpha, soup share') | per set 'MAE / bias / gender %' | mean age MAE."""
-    keys = list(next(iter(rows.values())))
-    lines = ["| alpha | " + " | ".join(f"{k}: MAE / bias / gender" for k in keys) + " | mean age MAE |",
-             "|---:|" + "---|" * len(keys) + "---:|"]
-    for alpha, sets in rows.items():
+def against(errors: Errors, base: Errors) -> str:
+    """'diff [low, high]' of the mean age MAE over the sets minus the baseline's, paired face by face (95%)."""
+    d = mean_of_differences([paired_difference(base[k], errors[k], seed=i) for i, k in enumerate(errors)])
+    return f"{d.diff:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
+
+
+def table(rows: dict[Any, tuple[Sets, Errors]], baseline: tuple[Sets, Errors] | None = None) -> str:
+    """Markdown: alpha (or 'alpha, soup share') | per set 'MAE / bias / gender %' | mean age MAE, and with a
+    baseline a last row for it and a column: the mean's difference from it with its 95% paired interval."""
+    keys = list(next(iter(rows.values()))[0])
+    extra = " | mean - baseline (95%)" if baseline else ""
+    lines = ["| alpha | " + " | ".join(f"{k}: MAE / bias / gender" for k in keys) + f" | mean age MAE{extra} |",
+             "|---:|" + "---|" * len(keys) + "---:|" + ("---:|" if baseline else "")]
+    labelled = [(f"{a:g}" if isinstance(a, float) else ", ".join(f"{x:g}" for x in a), r) for a, r in rows.items()]
+    for label, (sets, errors) in labelled + ([("baseline", baseline)] if baseline else []):
         cells = [f"{m['age_mae']:.2f} / {m['age_bias']:+.2f} / {100 * m['gender_acc']:.1f}%" for m in sets.values()]
         mean = sum(m["age_mae"] for m in sets.values()) / len(sets)
-        label = f"{alpha:g}" if isinstance(alpha, float) else ", ".join(f"{x:g}" for x in alpha)
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {mean:.3f} |")
+        diff = f" | {against(errors, baseline[1])}" if baseline else ""
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {mean:.3f}{diff} |")
     return "\n".join(lines)
 
 
@@ -81,6 +106,8 @@ def main() -> None:
     ap.add_argument("--shared", type=int, default=0,
                     help="with --ensemble: how many lower layers the members share (the run's --freeze)")
     ap.add_argument("--frl", help="frl_canada folder: also measure end to end on its portraits")
+    ap.add_argument("--baseline", help="also measure this model (built-in name or file, e.g. default) and give each "
+                                       "row's mean age MAE minus its, with a 95%% interval paired face by face")
     args = ap.parse_args()
     vals = [split_spec(spec) for spec in args.val]
     if not vals and not args.frl:
@@ -95,7 +122,8 @@ def main() -> None:
             alpha, share = key if shares else (key, 0.0)
             rows[key] = measure(checkpoint, args.init, alpha, vals, args.frl, Path(tmp), args.soup, share,
                                 args.ensemble, args.shared)
-    print(table(rows))
+        baseline = measure_sets(args.baseline, vals, args.frl, Path(tmp) / "baseline") if args.baseline else None
+    print(table(rows, baseline))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ def test_an_imported_start_with_no_recipe_ends_the_chain(tmp_path):
 @pytest.mark.slow
 def test_wise_sweep_measures_each_blend_as_shipped(prepared, tmp_path):
     """A run whose checkpoint is its own start: every alpha is the shipped default itself, so each row must
-    give the numbers of evaluating default.onnx directly (the weights are float16 already)."""
+    give the numbers of evaluating default.onnx directly (the weights are float16 already), and against
+    `--baseline default` a difference of zero."""
     weights = builtin_models()["default"].with_suffix(".safetensors")
     run = tmp_path / "run"
     run.mkdir()
@@ -45,13 +46,21 @@ def test_wise_sweep_measures_each_blend_as_shipped(prepared, tmp_path):
     vals = [("utk_val", str(prepared), "val")]
     rows = {a: wise_sweep.measure(run / "last.safetensors", str(weights), a, vals, None, tmp_path) for a in (1.0, 0.5)}
     want = evaluate_model("default", prepared, "val", tmp_path / "direct", progress=False)["overall"]
-    for alpha, sets in rows.items():
+    for alpha, (sets, errors) in rows.items():
         got = sets["utk_val"]
-        assert got["n"] == want["n"] == 20
+        assert got["n"] == want["n"] == 20 and errors["utk_val"].shape == (20,)
         assert got["age_mae"] == pytest.approx(want["age_mae"], abs=1e-3), alpha
+        assert errors["utk_val"].mean() == pytest.approx(got["age_mae"], abs=0.005)  # predictions.csv: 2 decimals
         assert got["gender_acc"] == pytest.approx(want["gender_acc"]), alpha
     text = wise_sweep.table(rows)
     assert text.count("\n") == 3 and f"{want['age_mae']:.3f}" in text.splitlines()[2]
+    baseline = wise_sweep.measure_sets("default", vals, None, tmp_path / "baseline")
+    lines = wise_sweep.table(rows, baseline).splitlines()
+    assert len(lines) == 5 and lines[-1].startswith("| baseline |") and "mean - baseline (95%)" in lines[0]
+    for line in lines[2:]:
+        diff, low, high = (float(x) for x in line.rsplit("|", 2)[1].replace("[", "").replace(",", "").replace(
+            "]", "").split())
+        assert abs(diff) <= 1e-3 and low <= diff <= high and high - low <= 2e-3, line
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ COMMAND_MODULES = [
     ("predict", ["add_parser"]),
     ("prepare", ["add_parser"]),
     ("train", ["add_parser", "add_plot_parser"]),
-    ("evaluate", ["add_parser"]),
+    ("evaluate", ["add_parser", "add_compare_parser"]),
     ("report", ["add_parser"]),
     ("download", ["add_parser"]),
     ("models", ["add_parser", "add_models_parser"]),

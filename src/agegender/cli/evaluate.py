@@ -1,8 +1,10 @@
-"""`agegender evaluate`: metrics report of a model on a prepared dataset split."""
+"""`agegender evaluate`: metrics report of a model on a prepared dataset split; `agegender compare`: two such
+reports of one split, paired face by face."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -38,3 +40,25 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if report.get("plots_skipped"):
         print(f"agegender evaluate: plots skipped: {report['plots_skipped']}", file=sys.stderr)
     return 0 if report else 1
+
+
+def add_compare_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="is model B better than A on the same faces? two `evaluate` reports, "
+                                       "paired, with bootstrap intervals")
+    p.add_argument("a", help="`evaluate` report folder (or its predictions.csv) of model A")
+    p.add_argument("b", help="the same for model B, on the same split")
+    p.add_argument("--names", default="A,B", help="two comma-separated names for the table (default: A,B)")
+    p.add_argument("--level", type=float, default=0.95, help="interval coverage (default 0.95)")
+    p.add_argument("--json", action="store_true", help="print the numbers as JSON instead of a table")
+    p.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    from ..evaluation.compare import compare, load_predictions, markdown
+
+    names = a.names.split(",")
+    if len(names) != 2:
+        raise ValueError(f"--names takes two comma-separated names, got {a.names!r}")
+    result = compare(load_predictions(a.a), load_predictions(a.b), a.level)
+    print(json.dumps(result, indent=2) if a.json else markdown(result, *names))
+    return 0
