@@ -99,20 +99,27 @@ def test_mix_targets_blends_and_fills_unlabelled():
     # the unlabelled sample learns from the teacher alone; labelled ones keep their true age for the L1 term
     assert torch.allclose(d[2], t_age[2]) and torch.allclose(g[2], torch.tensor([0.4, 0.6]))
     assert v[0] == 20 and v[1] == 50 and np.isclose(float(v[2]), float(t_age[2] @ torch.arange(101).float()))
+    # gender can take its own weight: here labels only for gender, the teacher alone for age
+    g2, d2, _ = mix_targets(gender, dist, ages, known_age, t_age, t_female, 1.0, gender_weight=0.0)
+    assert torch.allclose(d2, t_age) and torch.allclose(g2[:2], gender[:2])
+    assert torch.allclose(g2[2], torch.tensor([0.4, 0.6]))  # no label: still the teacher's
 
 
 def test_train_with_a_teacher(fast_cut, tmp_path):
     run = tmp_path / "student"
     cli("train", str(fast_cut), "-o", str(run), "--epochs", "1", "--batch-size", "8", "--image-size", "48",
         "--arch-kwargs", '{"widths": [8, 16, 16, 32], "blocks": [1, 1, 1, 1]}', "--teacher", "fast",
-        "--distill", "0.7", "--threads", "1", "--no-progress")
+        "--distill", "0.7", "--distill-gender", "0.2", "--threads", "1", "--no-progress")
     args = json.loads((run / "args.json").read_text())
-    assert args["teacher"] == "fast" and args["distill"] == 0.7
+    assert args["teacher"] == "fast" and args["distill"] == 0.7 and args["distill_gender"] == 0.2
     hist = json.loads((run / "history.json").read_text())
     assert len(hist) == 1 and np.isfinite(hist[0]["train_loss"])
     bad = cli("train", str(fast_cut), "-o", str(tmp_path / "bad"), "--teacher", "fast", "--distill", "1.5",
               "--no-progress", check=False)
     assert bad.returncode != 0 and "--distill" in bad.stderr
+    bad = cli("train", str(fast_cut), "-o", str(tmp_path / "bad2"), "--teacher", "fast", "--distill-gender", "-0.1",
+              "--no-progress", check=False)
+    assert bad.returncode != 0 and "--distill-gender must be within" in bad.stderr
 
 
 def test_train_init_from_a_trained_model(fast_cut, tmp_path):

@@ -52,6 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", default="", help="distil from this trained model (built-in name or weights file)")
     p.add_argument("--distill", type=float, default=0.5,
                    help="with --teacher: weight of the teacher's targets against the labels (0..1)")
+    p.add_argument("--distill-gender", type=float, default=None, metavar="W",
+                   help="with --teacher: the gender targets' own weight (0..1); default: --distill's")
     p.add_argument("--anchor", type=float, default=0.0,
                    help="with --init: pull the trained weights towards the initial ones (L2-SP) with this weight")
     p.add_argument("--freeze", type=int, default=0, metavar="K",
@@ -113,7 +115,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         warmup_epochs=a.warmup_epochs, schedule=a.schedule, sigma=a.sigma, augment=aug, balance=a.balance,
         val_split=a.val_split, val_fraction=a.val_fraction, limit=a.limit, ema=a.ema, seed=a.seed,
         device=a.device, threads=a.threads, workers=a.workers, time_budget=a.time_budget,
-        init=a.init, teacher=a.teacher, distill=a.distill,
+        init=a.init, teacher=a.teacher, distill=a.distill, distill_gender=a.distill_gender,
     )
     train(cfg, resume=a.resume, progress=not a.no_progress, extend_to=a.epochs if a.resume else None)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks

@@ -78,9 +78,11 @@ def cached_teacher_targets(path: Path, teacher: str, src: CropSource, data_prep:
 
 
 def mix_targets(gender_t: torch.Tensor, age_dist: torch.Tensor, age_values: torch.Tensor, known_age: torch.Tensor,
-                teacher_age: torch.Tensor, teacher_female: torch.Tensor, weight: float, age_min: int = 0
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                teacher_age: torch.Tensor, teacher_female: torch.Tensor, weight: float, age_min: int = 0,
+                gender_weight: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Blend label targets with the teacher's: weight 0 = labels only, 1 = teacher only.
+
+    `weight` blends the age targets and, unless `gender_weight` gives the gender targets their own, those too.
 
     gender_t (B, 2), age_dist (B, K), age_values (B,) as the loss takes them; known_age (B,) bool.
     Samples without a label (zero rows) take the teacher's targets alone; the L1 target stays the true
@@ -88,7 +90,8 @@ def mix_targets(gender_t: torch.Tensor, age_dist: torch.Tensor, age_values: torc
     """
     t_gender = torch.stack([1 - teacher_female, teacher_female], 1)
     g_known = (gender_t.sum(1) > 0).unsqueeze(1)
-    gender = torch.where(g_known, (1 - weight) * gender_t + weight * t_gender, t_gender)
+    gw = weight if gender_weight is None else gender_weight
+    gender = torch.where(g_known, (1 - gw) * gender_t + gw * t_gender, t_gender)
     a_known = known_age.unsqueeze(1)
     dist = torch.where(a_known, (1 - weight) * age_dist + weight * teacher_age, teacher_age)
     grid = torch.arange(age_min, age_min + teacher_age.shape[1], device=teacher_age.device, dtype=torch.float32)

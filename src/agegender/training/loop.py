@@ -214,8 +214,9 @@ def _build(cfg: TrainConfig, resume: bool, progress: bool, log, ctx: DistContext
     prep = _model_preprocessing(cfg, data)
     soft = None
     if cfg.teacher:
-        if not 0.0 <= cfg.distill <= 1.0:
-            raise ValueError(f"--distill must be within 0..1, got {cfg.distill}")
+        for flag, w in (("--distill", cfg.distill), ("--distill-gender", cfg.distill_gender)):
+            if w is not None and not 0.0 <= w <= 1.0:
+                raise ValueError(f"{flag} must be within 0..1, got {w}")
         soft = cached_teacher_targets(Path(cfg.out) / "teacher.npz", cfg.teacher, data.train, data.data_prep, prep,
                                       progress=progress)
     net: AgeGenderNet = build_model(cfg.arch, num_ages=prep.num_ages, **cfg.arch_kwargs)
@@ -273,7 +274,7 @@ def _step(r: _Run, idx: torch.Tensor, x: torch.Tensor, ab: torch.Tensor, gb: tor
     gt, dist_t, vals = _targets(ab, gb, prep, cfg.sigma)
     if r.soft is not None:
         gt, dist_t, vals = mix_targets(gt, dist_t, vals, ~torch.isnan(ab), r.soft[0][idx].to(device),
-                                       r.soft[1][idx].to(device), cfg.distill, prep.age_min)
+                                       r.soft[1][idx].to(device), cfg.distill, prep.age_min, cfg.distill_gender)
     if cfg.augment.mixup > 0:
         lam = float(np.random.beta(cfg.augment.mixup, cfg.augment.mixup))
         perm = torch.randperm(len(idx), device=device)
