@@ -11,7 +11,7 @@ import torch
 from agegender.data.dataset import PreparedDataset
 from agegender.models import builtin_models, read_config
 from agegender.training.batches import CropSource
-from agegender.training.distill import mix_targets, teacher_targets
+from agegender.training.distill import mix_targets, parse_age_weights, teacher_targets, weight_by_age
 from agegender.training.losses import gaussian_age_targets
 
 from .conftest import cli
@@ -105,13 +105,33 @@ def test_mix_targets_blends_and_fills_unlabelled():
     assert torch.allclose(g2[2], torch.tensor([0.4, 0.6]))  # no label: still the teacher's
 
 
+def test_teacher_weight_by_labelled_age():
+    assert parse_age_weights("") == () and parse_age_weights("60:0.3, 30:0.5") == ((30.0, 0.5), (60.0, 0.3))
+    for bad in ("30", "30:1.5", "a:0.2"):
+        with pytest.raises(ValueError, match="--distill-by-age"):
+            parse_age_weights(bad)
+    ages = torch.tensor([5.0, 29.9, 30.0, 45.0, 70.0, float("nan")])
+    w = weight_by_age(ages, 0.7, parse_age_weights("30:0.5,60:0.3"))
+    assert torch.allclose(w, torch.tensor([0.7, 0.7, 0.5, 0.5, 0.3, 0.7]))
+    assert weight_by_age(ages, 0.7, ()) == 0.7
+    # per-sample weights blend each row with its own weight; the gender weight stays separate
+    dist = gaussian_age_targets(torch.tensor([20.0, 50.0]), 101)
+    t_age = torch.softmax(torch.randn(2, 101, generator=torch.Generator().manual_seed(1)), 1)
+    gender = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    g, d, _ = mix_targets(gender, dist, torch.tensor([20.0, 50.0]), torch.tensor([True, True]), t_age,
+                          torch.tensor([0.5, 0.5]), torch.tensor([1.0, 0.0]), gender_weight=0.0)
+    assert torch.allclose(d[0], t_age[0]) and torch.allclose(d[1], dist[1]) and torch.equal(g, gender)
+
+
 def test_train_with_a_teacher(fast_cut, tmp_path):
     run = tmp_path / "student"
     cli("train", str(fast_cut), "-o", str(run), "--epochs", "1", "--batch-size", "8", "--image-size", "48",
         "--arch-kwargs", '{"widths": [8, 16, 16, 32], "blocks": [1, 1, 1, 1]}', "--teacher", "fast",
-        "--distill", "0.7", "--distill-gender", "0.2", "--threads", "1", "--no-progress")
+        "--distill", "0.7", "--distill-gender", "0.2", "--distill-by-age", "30:0.5", "--threads", "1",
+        "--no-progress")
     args = json.loads((run / "args.json").read_text())
     assert args["teacher"] == "fast" and args["distill"] == 0.7 and args["distill_gender"] == 0.2
+    assert args["distill_by_age"] == "30:0.5"
     hist = json.loads((run / "history.json").read_text())
     assert len(hist) == 1 and np.isfinite(hist[0]["train_loss"])
     bad = cli("train", str(fast_cut), "-o", str(tmp_path / "bad"), "--teacher", "fast", "--distill", "1.5",

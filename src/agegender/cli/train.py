@@ -54,6 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --teacher: weight of the teacher's targets against the labels (0..1)")
     p.add_argument("--distill-gender", type=float, default=None, metavar="W",
                    help="with --teacher: the gender targets' own weight (0..1); default: --distill's")
+    p.add_argument("--distill-by-age", default="", metavar="AGE:W[,AGE:W]",
+                   help="with --teacher: from each labelled age upward the age targets take this teacher weight "
+                        "(e.g. 30:0.5); below the first, --distill's")
     p.add_argument("--anchor", type=float, default=0.0,
                    help="with --init: pull the trained weights towards the initial ones (L2-SP) with this weight")
     p.add_argument("--freeze", type=int, default=0, metavar="K",
@@ -116,6 +119,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         val_split=a.val_split, val_fraction=a.val_fraction, limit=a.limit, ema=a.ema, seed=a.seed,
         device=a.device, threads=a.threads, workers=a.workers, time_budget=a.time_budget,
         init=a.init, teacher=a.teacher, distill=a.distill, distill_gender=a.distill_gender,
+        distill_by_age=a.distill_by_age,
     )
     train(cfg, resume=a.resume, progress=not a.no_progress, extend_to=a.epochs if a.resume else None)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks

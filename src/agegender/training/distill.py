@@ -77,12 +77,41 @@ def cached_teacher_targets(path: Path, teacher: str, src: CropSource, data_prep:
     return ages, female
 
 
+def parse_age_weights(spec: str) -> tuple[tuple[float, float], ...]:
+    """'30:0.5' or '15:0.6,60:0.3' -> ((age_from, weight), ...) sorted by age: from each labelled age upward the
+    age targets take that teacher weight (`train --distill-by-age`). '' -> (). Weights must lie within 0..1."""
+    steps = []
+    for part in filter(None, (x.strip() for x in spec.split(","))):
+        try:
+            age, weight = (float(v) for v in part.split(":"))
+        except ValueError:
+            raise ValueError(f"--distill-by-age takes AGE:WEIGHT[,AGE:WEIGHT...], got {spec!r}") from None
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"--distill-by-age weights must be within 0..1, got {weight} in {spec!r}")
+        steps.append((age, weight))
+    return tuple(sorted(steps))
+
+
+def weight_by_age(ages: torch.Tensor, weight: float, steps: tuple[tuple[float, float], ...]) -> torch.Tensor | float:
+    """The age targets' teacher weight per sample: `weight` below the first step's age, then each step's weight
+    from its age upward. ages (B,) in years (NaN = unlabelled, which keeps `weight`); returns (B,), or `weight`
+    itself when there are no steps."""
+    if not steps:
+        return weight
+    w = torch.full_like(ages, weight, dtype=torch.float32)
+    for age_from, step_weight in steps:
+        w = torch.where(ages >= age_from, torch.as_tensor(step_weight, dtype=w.dtype, device=w.device), w)
+    return w
+
+
 def mix_targets(gender_t: torch.Tensor, age_dist: torch.Tensor, age_values: torch.Tensor, known_age: torch.Tensor,
-                teacher_age: torch.Tensor, teacher_female: torch.Tensor, weight: float, age_min: int = 0,
-                gender_weight: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                teacher_age: torch.Tensor, teacher_female: torch.Tensor, weight: float | torch.Tensor,
+                age_min: int = 0, gender_weight: float | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Blend label targets with the teacher's: weight 0 = labels only, 1 = teacher only.
 
-    `weight` blends the age targets and, unless `gender_weight` gives the gender targets their own, those too.
+    `weight` (a number, or (B,) per sample) blends the age targets and, unless `gender_weight` gives the gender
+    targets their own, those too.
 
     gender_t (B, 2), age_dist (B, K), age_values (B,) as the loss takes them; known_age (B,) bool.
     Samples without a label (zero rows) take the teacher's targets alone; the L1 target stays the true
@@ -90,10 +119,11 @@ def mix_targets(gender_t: torch.Tensor, age_dist: torch.Tensor, age_values: torc
     """
     t_gender = torch.stack([1 - teacher_female, teacher_female], 1)
     g_known = (gender_t.sum(1) > 0).unsqueeze(1)
-    gw = weight if gender_weight is None else gender_weight
+    w = weight.to(age_dist).unsqueeze(1) if isinstance(weight, torch.Tensor) else weight
+    gw = w if gender_weight is None else gender_weight
     gender = torch.where(g_known, (1 - gw) * gender_t + gw * t_gender, t_gender)
     a_known = known_age.unsqueeze(1)
-    dist = torch.where(a_known, (1 - weight) * age_dist + weight * teacher_age, teacher_age)
+    dist = torch.where(a_known, (1 - w) * age_dist + w * teacher_age, teacher_age)
     grid = torch.arange(age_min, age_min + teacher_age.shape[1], device=teacher_age.device, dtype=torch.float32)
     values = torch.where(known_age, age_values, teacher_age @ grid)
     return gender, dist, values

@@ -30,7 +30,7 @@ from ..models.nets import AgeGenderNet, build_model
 from ..types import Preprocessing
 from .batches import index_checksum
 from .config import TrainConfig
-from .distill import cached_teacher_targets, mix_targets
+from .distill import cached_teacher_targets, mix_targets, parse_age_weights, weight_by_age
 from .distributed import DistContext, all_gather, all_max, all_sum, barrier, setup, teardown
 from .frozen import FeatureCache, split_net, trainable_parameters
 from .init_weights import init_architecture, init_path, load_init
@@ -217,6 +217,7 @@ def _build(cfg: TrainConfig, resume: bool, progress: bool, log, ctx: DistContext
         for flag, w in (("--distill", cfg.distill), ("--distill-gender", cfg.distill_gender)):
             if w is not None and not 0.0 <= w <= 1.0:
                 raise ValueError(f"{flag} must be within 0..1, got {w}")
+        parse_age_weights(cfg.distill_by_age)  # refuse a bad spec before the teacher's long pass
         soft = cached_teacher_targets(Path(cfg.out) / "teacher.npz", cfg.teacher, data.train, data.data_prep, prep,
                                       progress=progress)
     net: AgeGenderNet = build_model(cfg.arch, num_ages=prep.num_ages, **cfg.arch_kwargs)
@@ -273,8 +274,9 @@ def _step(r: _Run, idx: torch.Tensor, x: torch.Tensor, ab: torch.Tensor, gb: tor
     cfg, prep, device = r.cfg, r.prep, r.ctx.device
     gt, dist_t, vals = _targets(ab, gb, prep, cfg.sigma)
     if r.soft is not None:
+        weight = weight_by_age(ab, cfg.distill, parse_age_weights(cfg.distill_by_age))
         gt, dist_t, vals = mix_targets(gt, dist_t, vals, ~torch.isnan(ab), r.soft[0][idx].to(device),
-                                       r.soft[1][idx].to(device), cfg.distill, prep.age_min, cfg.distill_gender)
+                                       r.soft[1][idx].to(device), weight, prep.age_min, cfg.distill_gender)
     if cfg.augment.mixup > 0:
         lam = float(np.random.beta(cfg.augment.mixup, cfg.augment.mixup))
         perm = torch.randperm(len(idx), device=device)
