@@ -5,7 +5,7 @@
 # The same recipes run on a CPU (slowly) with `agegender train` and the flags below.
 # These are the from-scratch recipes of the 2026-11 UTKFace-only default, kept to reproduce it. Today's default
 # is a fine-tune of faceres-deep: on a GPU run its card's `agegender train` command without --freeze and
-# --cache-views (src/agegender/weights/default.md; data transport to the device: docs/training-at-scale.md).
+# --cache-views: scripts/device_pack.py and scripts/device_finetune.sh (docs/training-at-scale.md).
 set -u
 zip=$1; out=$2; scale=${3:-1}; budget=${BUDGET_S:-430}
 export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1

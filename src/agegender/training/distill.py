@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,20 +61,48 @@ def teacher_targets(teacher: str, src: CropSource, data_prep: Preprocessing, stu
     return torch.from_numpy(ages), torch.from_numpy(female)
 
 
+def teacher_cache_key(teacher: str, paths: Sequence[str | os.PathLike[str]]) -> str:
+    """What a teacher.npz answers for: the teacher file's content and the crops' paths, in order."""
+    resolved = resolve_model_path(teacher)
+    return hashlib.sha1("\n".join([sha256_of(resolved), *map(str, paths)]).encode()).hexdigest()
+
+
+def rekey_teacher_cache(src: Path, dst: Path, teacher: str, old_paths: Sequence[str | os.PathLike[str]],
+                        new_paths: Sequence[str | os.PathLike[str]]) -> None:
+    """Copy the teacher answers in `src` (computed by `teacher` for the crops at `old_paths`) to `dst`, keyed
+    for the same faces at `new_paths` (e.g. a repacked copy of the data, row for row), so that a run on the
+    new copy reuses them. ValueError if `src` does not hold answers for `old_paths` from `teacher`, or the
+    two path lists differ in length."""
+    if len(old_paths) != len(new_paths):
+        raise ValueError(f"{len(old_paths)} crops before and {len(new_paths)} after: not the same faces")
+    with np.load(src) as z:
+        if str(z["key"]) != teacher_cache_key(teacher, old_paths):
+            raise ValueError(f"{src}: not {teacher}'s answers for these {len(old_paths)} crops (the key differs)")
+        ages, female = z["ages"], z["female"]
+    if len(ages) != len(new_paths):
+        raise ValueError(f"{src}: {len(ages)} answers for {len(new_paths)} crops")
+    _save_answers(dst, teacher_cache_key(teacher, new_paths), ages, female)
+
+
+def _save_answers(path: Path, key: str, ages: np.ndarray, female: np.ndarray) -> None:
+    """Write a teacher.npz atomically (ages: (N, K) distributions, female: (N,) P(female))."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, key=key, ages=ages, female=female)
+    os.replace(tmp, path)
+
+
 def cached_teacher_targets(path: Path, teacher: str, src: CropSource, data_prep: Preprocessing,
                            student_prep: Preprocessing, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """teacher_targets, kept in `path` (.npz in the run folder) so that --resume, and a rerun on the same
     crops with the same teacher file, do not compute them again."""
-    resolved = resolve_model_path(teacher)
-    key = hashlib.sha1("\n".join([sha256_of(resolved), *map(str, src.paths)]).encode()).hexdigest()
+    key = teacher_cache_key(teacher, src.paths)
     if path.is_file():
         with np.load(path) as z:
             if str(z["key"]) == key:
                 return torch.from_numpy(z["ages"]), torch.from_numpy(z["female"])
     ages, female = teacher_targets(teacher, src, data_prep, student_prep, progress=progress)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, key=key, ages=ages.numpy(), female=female.numpy())
-    os.replace(tmp, path)
+    _save_answers(path, key, ages.numpy(), female.numpy())
     return ages, female
 
 
