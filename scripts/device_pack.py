@@ -25,12 +25,18 @@ import argparse
 import json
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
-from agegender.data.dataset import PreparedDataset
-from agegender.data.repack import repack_dataset
-from agegender.training.distill import rekey_teacher_cache
+try:
+    from agegender.data.dataset import PreparedDataset
+    from agegender.data.repack import repack_dataset
+    from agegender.training.distill import rekey_teacher_cache
+except ImportError as exc:  # a base install: one line naming the extra, not a traceback
+    from agegender.extras import missing_extra
+
+    sys.exit(f"device_pack.py: {missing_extra(exc) or exc}")
 
 MIB = 1 << 20
 CALL_LIMIT_MIB = 64
@@ -138,7 +144,10 @@ def main() -> None:
     if not Path(".git").exists():
         ap.error("run from the repository root")
     part_mib = args.part_mib or CALL_LIMIT_MIB - tracked_mib(Path()) - 2
-    stage(args, out / "stage")
+    try:
+        stage(args, out / "stage")
+    except (ValueError, FileNotFoundError) as e:  # a path outside the repo, answers of another run, no dataset
+        ap.error(str(e))
     for old in out.glob("part*/part.zip"):
         old.unlink()
     parts = split_into_parts(out / "stage", out, int(part_mib * MIB))

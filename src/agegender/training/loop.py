@@ -174,6 +174,7 @@ class _Run:
     gen: torch.Generator
     anchor: list[tuple[torch.nn.Parameter, torch.Tensor]] | None = None  # (parameter, its --init value)
     lower: torch.nn.Module | None = None  # the frozen layers (kept in eval mode: batch-norm statistics stay)
+    age_steps: tuple[tuple[float, float], ...] = ()  # --distill-by-age, parsed: ((age_from, weight), ...)
 
 
 def _inputs(cfg: TrainConfig, data: TrainData, prep: Preprocessing, net: AgeGenderNet, ctx: DistContext,
@@ -212,12 +213,12 @@ def _optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]) -> torch.opti
 def _build(cfg: TrainConfig, resume: bool, progress: bool, log, ctx: DistContext) -> _Run:
     data = load_train_data(cfg)
     prep = _model_preprocessing(cfg, data)
-    soft = None
+    soft, age_steps = None, ()
     if cfg.teacher:
         for flag, w in (("--distill", cfg.distill), ("--distill-gender", cfg.distill_gender)):
             if w is not None and not 0.0 <= w <= 1.0:
                 raise ValueError(f"{flag} must be within 0..1, got {w}")
-        parse_age_weights(cfg.distill_by_age)  # refuse a bad spec before the teacher's long pass
+        age_steps = parse_age_weights(cfg.distill_by_age)  # a bad spec is refused before the teacher's long pass
         soft = cached_teacher_targets(Path(cfg.out) / "teacher.npz", cfg.teacher, data.train, data.data_prep, prep,
                                       progress=progress)
     net: AgeGenderNet = build_model(cfg.arch, num_ages=prep.num_ages, **cfg.arch_kwargs)
@@ -250,7 +251,7 @@ def _build(cfg: TrainConfig, resume: bool, progress: bool, log, ctx: DistContext
             raise ValueError("--anchor pulls the weights towards --init's: give --init")
         anchor = [(p, p.detach().clone()) for p in params if p.ndim > 1]  # weights, not biases (as decay)
     return _Run(cfg, ctx, data, prep, net, forward, train_in, val_in, _optimizer(cfg, params), ema, soft, weights,
-                steps, _Schedule(cfg, steps), gen, anchor, lower)
+                steps, _Schedule(cfg, steps), gen, anchor, lower, age_steps)
 
 
 def _epoch_batches(n: int, cfg: TrainConfig, ctx: DistContext, epoch: int,
@@ -274,7 +275,7 @@ def _step(r: _Run, idx: torch.Tensor, x: torch.Tensor, ab: torch.Tensor, gb: tor
     cfg, prep, device = r.cfg, r.prep, r.ctx.device
     gt, dist_t, vals = _targets(ab, gb, prep, cfg.sigma)
     if r.soft is not None:
-        weight = weight_by_age(ab, cfg.distill, parse_age_weights(cfg.distill_by_age))
+        weight = weight_by_age(ab, cfg.distill, r.age_steps)
         gt, dist_t, vals = mix_targets(gt, dist_t, vals, ~torch.isnan(ab), r.soft[0][idx].to(device),
                                        r.soft[1][idx].to(device), weight, prep.age_min, cfg.distill_gender)
     if cfg.augment.mixup > 0:
