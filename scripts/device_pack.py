@@ -32,7 +32,7 @@ from pathlib import Path
 try:
     from agegender.data.dataset import PreparedDataset
     from agegender.data.repack import repack_dataset
-    from agegender.training.distill import rekey_teacher_cache
+    from agegender.training.distill import load_teacher_answers, rekey_teacher_cache
 except ImportError as exc:  # a base install: one line naming the extra, not a traceback
     from agegender.extras import missing_extra
 
@@ -73,6 +73,7 @@ def relative_inside(path: str) -> str:
 def stage(args: argparse.Namespace, stage_dir: Path) -> dict:
     """Write the repacked datasets, the re-keyed answers, the model files and runs/device.json under stage_dir."""
     data = [relative_inside(d) for d in args.data]
+    load_teacher_answers(Path(args.answers), args.teacher, train_paths(data))  # before minutes of repacking
     for d in data:
         n = repack_dataset(d, stage_dir / d, splits=["train", "val"], fmt="webp", quality=args.quality,
                            margin=args.margin, progress=not args.no_progress)

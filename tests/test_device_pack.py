@@ -75,9 +75,14 @@ def test_pack_moves_a_run_to_another_machine_and_trains_there(square_crops, tmp_
     _run([sys.executable, "-m", "agegender.cli", "train", "data/utk", "-o", "runs/cpu", "--init",
           "work/fast.safetensors", "--teacher", "work/fast.onnx", "--distill", "0.5", "--epochs", "1",
           "--batch-size", "8", "--image-size", "48", "--threads", "1", "--no-progress"], here)
-    out = _run([sys.executable, str(REPO / "scripts" / "device_pack.py"), "data/utk", "--answers",
-                "runs/cpu/teacher.npz", "--teacher", "work/fast.onnx", "--init", "work/fast.safetensors",
-                "--part-mib", "2", "--no-progress"], here)
+    pack = [sys.executable, str(REPO / "scripts" / "device_pack.py"), "data/utk", "--answers", "runs/cpu/teacher.npz",
+            "--init", "work/fast.safetensors", "--part-mib", "2", "--no-progress"]
+    # answers named with another teacher file are refused in one line, before any crop is repacked
+    wrong = subprocess.run([*pack, "--teacher", "work/fast.safetensors", "-o", "wrong"], cwd=here,
+                           capture_output=True, text=True)
+    assert wrong.returncode == 2 and "not work/fast.safetensors's answers" in wrong.stderr, wrong.stderr
+    assert "Traceback" not in wrong.stderr and not (here / "wrong").exists()
+    out = _run([*pack, "--teacher", "work/fast.onnx"], here)
     parts = sorted(here.glob("device/part*/part.zip"))
     assert len(parts) >= 2 and all(p.stat().st_size <= 2 * (1 << 20) for p in parts), out
     plan = (here / "device" / "plan.md").read_text()

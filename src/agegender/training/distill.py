@@ -75,13 +75,22 @@ def rekey_teacher_cache(src: Path, dst: Path, teacher: str, old_paths: Sequence[
     two path lists differ in length."""
     if len(old_paths) != len(new_paths):
         raise ValueError(f"{len(old_paths)} crops before and {len(new_paths)} after: not the same faces")
-    with np.load(src) as z:
-        if str(z["key"]) != teacher_cache_key(teacher, old_paths):
-            raise ValueError(f"{src}: not {teacher}'s answers for these {len(old_paths)} crops (the key differs)")
-        ages, female = z["ages"], z["female"]
-    if len(ages) != len(new_paths):
-        raise ValueError(f"{src}: {len(ages)} answers for {len(new_paths)} crops")
+    ages, female = load_teacher_answers(src, teacher, old_paths)
     _save_answers(dst, teacher_cache_key(teacher, new_paths), ages, female)
+
+
+def load_teacher_answers(src: Path, teacher: str,
+                         paths: Sequence[str | os.PathLike[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """The answers in a teacher.npz: ages (N, K) distributions and female (N,) P(female), N = len(paths).
+    ValueError if they are not `teacher`'s for the crops at `paths`, in that order (cheap: hashes the teacher
+    file and the path list, reads no crop), so a caller can check them before costly work."""
+    with np.load(src) as z:
+        if str(z["key"]) != teacher_cache_key(teacher, paths):
+            raise ValueError(f"{src}: not {teacher}'s answers for these {len(paths)} crops (the key differs)")
+        ages, female = z["ages"], z["female"]
+    if len(ages) != len(paths):
+        raise ValueError(f"{src}: {len(ages)} answers for {len(paths)} crops")
+    return ages, female
 
 
 def _save_answers(path: Path, key: str, ages: np.ndarray, female: np.ndarray) -> None:
