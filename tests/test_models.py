@@ -98,7 +98,7 @@ def test_half_weights_keep_exactly_what_float16_holds(tmp_path):
         "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])],
         [numpy_helper.from_array(exact, "exact"), numpy_helper.from_array(rounded, "rounded")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     x = rng.standard_normal((1, 64)).astype(np.float32)
 
     def run(m) -> np.ndarray:
