@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agegender.extras import MODULES, MissingExtra, extras_status, missing_extra, require
+from agegender.models.config import read_config
 
 from .conftest import cli, need_module
 
@@ -75,7 +76,9 @@ def test_info_report():
     assert "CPUExecutionProvider" in report["onnxruntime"]["providers"]
     models = {m["name"]: m for m in report["models"]}
     assert {"default", "fast"} <= set(models) and all(Path(m["path"]).is_file() for m in models.values())
-    assert models["default"]["arch"] == "mobilenet_v1" and models["default"]["input"] == 128
+    record = read_config(models["default"]["path"])  # what the shipped weights file itself says
+    assert models["default"]["arch"] == record.arch == "mobilenet_v1"
+    assert models["default"]["input"] == record.preprocessing.size
     detectors = {d["name"]: d for d in report["detectors"]}
     assert Path(detectors["retinaface"]["path"]).is_file() and detectors["dlib-hog"]["available"]
     extras = {e["name"]: e for e in report["extras"]}
