@@ -29,7 +29,7 @@ train)
     mkdir -p "$dir" && cp "$answers" "$dir/teacher.npz"
     # shellcheck disable=SC2086
     python3 -m agegender.cli train $data -o "$dir" --init "$init" --teacher "$teacher" \
-      --image-size 128 --margin 0.0 --camera --distill 0.5 --balance 0.5 --balance-sources \
+      --image-size 140 --margin 0.0 --camera --distill 0.5 --balance 0.5 --balance-sources \
       --epochs "${EPOCHS:-8}" --batch-size 64 --warmup-epochs 0.3 --weight-decay 0.01 \
       --device "${DEVICE:-cuda}" --workers 4 --threads 2 --time-budget "${BUDGET_S:-420}" --no-progress \
       ${EXTRA:-} "$@" > "$dir/train.log" 2>&1
