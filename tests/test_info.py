@@ -78,7 +78,7 @@ def test_info_report():
     assert {"default", "fast"} <= set(models) and all(Path(m["path"]).is_file() for m in models.values())
     record = read_config(models["default"]["path"])  # what the shipped weights file itself says
     assert models["default"]["arch"] == record.arch == "mobilenet_v1"
-    assert models["default"]["input"] == record.preprocessing.size
+    assert models["default"]["input"] == record.preprocessing.size == 140
     detectors = {d["name"]: d for d in report["detectors"]}
     assert Path(detectors["retinaface"]["path"]).is_file() and detectors["dlib-hog"]["available"]
     extras = {e["name"]: e for e in report["extras"]}
