@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agegender.extras import MODULES, MissingExtra, extras_status, missing_extra, require
-from agegender.models.config import read_config
+from agegender.models import read_config
 
 from .conftest import cli, need_module
 
