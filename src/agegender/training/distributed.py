@@ -5,6 +5,7 @@ torchrun sets RANK, WORLD_SIZE, LOCAL_RANK (and MASTER_ADDR/PORT); we use NCCL o
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -48,8 +49,12 @@ def setup(device_name: str) -> DistContext:
 
 
 def teardown(ctx: DistContext) -> None:
-    """Leave the group together: no rank closes its connections while another still uses them."""
+    """Leave the group together: no rank closes its connections while another still uses them.
+
+    The DDP wrapper's reducer holds the process group and its pending work; collecting it first lets gloo's
+    worker threads be joined here, with the interpreter alive, rather than at interpreter shutdown."""
     if ctx.enabled and dist.is_initialized():
+        gc.collect()
         try:
             dist.barrier()
         finally:
