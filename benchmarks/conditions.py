@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from accuracy import run_system
-from corruptions import CORRUPTIONS
+from corruptions import ALL_CONDITIONS, CORRUPTIONS, PROBES
 from systems import Labelled, aaf_samples, frl_samples, make_system, spread, utk_samples
 
 from agegender.evaluation.metrics import summarize
@@ -56,19 +56,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--systems", default=DEFAULT_SYSTEMS, help=f"comma-separated (default {DEFAULT_SYSTEMS})")
     ap.add_argument("--sets", default="utk,aaf,frl", help="comma-separated: utk (val), aaf (val), frl")
-    ap.add_argument("--conditions", default=",".join(CONDITIONS), help=f"comma-separated from {', '.join(CONDITIONS)}")
+    ap.add_argument("--conditions", default=",".join(CONDITIONS), help=f"comma-separated from {', '.join(CONDITIONS)} "
+                    f"(default), or the probes {', '.join(PROBES)}")
     ap.add_argument("--limit", type=int, help="at most N images per set, spread over the set")
     ap.add_argument("--wrn-weights", help="weights.28-3.73.hdf5 (default: from the cache)")
     ap.add_argument("--json", help="also write all numbers here")
     a = ap.parse_args(argv)
     conditions = [c for c in a.conditions.split(",") if c]
-    unknown = sorted(set(conditions) - set(CONDITIONS))
+    unknown = sorted(set(conditions) - set(CONDITIONS) - set(PROBES))
     if unknown:
-        raise SystemExit(f"unknown condition(s) {', '.join(unknown)}; choose from {', '.join(CONDITIONS)}")
+        raise SystemExit(f"unknown condition(s) {', '.join(unknown)}; choose from {', '.join([*CONDITIONS, *PROBES])}")
     systems = [make_system(s, a.wrn_weights) for s in a.systems.split(",") if s]
     print(f"# Photo conditions ({time.strftime('%Y-%m-%d')}; python benchmarks/conditions.py "
           f"{' '.join(argv if argv is not None else sys.argv[1:])})", flush=True)
-    print("\n" + "\n".join(f"- {c}: {CORRUPTIONS[c].__doc__.strip()}" for c in conditions if c != "clean"))
+    print("\n" + "\n".join(f"- {c}: {ALL_CONDITIONS[c].__doc__.strip()}" for c in conditions if c != "clean"))
     report: dict[str, Any] = {"conditions": conditions, "limit": a.limit}
     for set_name in a.sets.split(","):
         title, samples = set_samples(set_name, a.limit)

@@ -71,18 +71,35 @@ def dim(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return _jpeg(_clip(x), 70)
 
 
+def _soft(factor: int) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    def soft(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        h, w = img.shape[:2]
+        small = Image.fromarray(img).resize((max(1, w // factor), max(1, h // factor)), Image.Resampling.BOX)
+        return np.asarray(small.resize((w, h), Image.Resampling.BILINEAR))
+
+    soft.__doc__ = f"Less detail, nothing else: 1/{factor} of the size (area average), back up bilinearly, no JPEG."
+    return soft
+
+
 CORRUPTIONS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
     "greyscale": greyscale,
     "old-print": old_print,
     "low-res": low_res,
     "dim": dim,
 }
+# Probes, by name only (`conditions.py --conditions clean,soft-6,...`), not in the default table: does a model
+# read a face older or younger as its fine detail goes? (A 1800 px portrait's face keeps skin detail at the
+# network's 140 px that a 200 px web photo lacks.)
+PROBES: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
+    f"soft-{k}": _soft(k) for k in (6, 10, 14)
+}
+ALL_CONDITIONS = {**CORRUPTIONS, **PROBES}
 
 
 def corrupt(name: str, img: np.ndarray, key: str) -> np.ndarray:
     """`img` under the named condition; `key` (the file's path) seeds its noise."""
     try:
-        fn = CORRUPTIONS[name]
+        fn = ALL_CONDITIONS[name]
     except KeyError:
-        raise ValueError(f"unknown corruption {name!r}; choose from {', '.join(CORRUPTIONS)}") from None
+        raise ValueError(f"unknown corruption {name!r}; choose from {', '.join(ALL_CONDITIONS)}") from None
     return fn(np.ascontiguousarray(img), np.random.default_rng(zlib.crc32(key.encode())))
