@@ -1,0 +1,95 @@
+"""Read one model's age distributions two ways, as the expected value (what every built-in model ships) and as the
+median (`decode.median_age`), on the same faces: each set's age MAE and bias, overall and per age band.
+
+The weights are not touched; only the readout of the age head's softmax differs, so gender is the same in both.
+Validation splits are measured on their prepared crops, FRL end to end (the largest face of each portrait).
+
+    python scripts/readout_probe.py default --val utk_val=data/utk-sq:val --val aaf_val=data/aaf-sq:val \\
+        --frl ../shared/datasets/frl_canada
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from agegender import Predictor
+from agegender.data.dataset import PreparedDataset
+from agegender.evaluation.metrics import decade_labels
+from agegender.evaluation.report import predict_crops, predict_end_to_end
+from agegender.models import EstimatorOutput, load_estimator
+from agegender.models.decode import expected_age, median_age
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_builtin_model import split_spec  # noqa: E402
+
+READOUTS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"mean": expected_age, "median": median_age}
+BANDS = ("0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")
+
+
+class ReadAs:
+    """An estimator whose ages are read from its age distributions by `readout` (the rest passed through)."""
+
+    def __init__(self, est, readout: Callable[[np.ndarray, int], np.ndarray]) -> None:  # noqa: ANN001
+        self.est, self.readout = est, readout
+
+    @property
+    def preprocessing(self):  # noqa: ANN201
+        return self.est.preprocessing
+
+    def estimate(self, crops_rgb: np.ndarray, flip_tta: bool = False) -> EstimatorOutput:
+        out = self.est.estimate(crops_rgb, flip_tta=flip_tta)
+        return EstimatorOutput(self.readout(out.age_probs, self.preprocessing.age_min), out.p_female, out.age_probs)
+
+
+def set_ages(est, key: str, data: str, split: str, frl: bool) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """(predicted ages, true ages), shape (N,) each; NaN where no face was found (FRL)."""
+    if frl:
+        with open(Path(data) / "labels.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        ages, _, found = predict_end_to_end(Predictor(est), [str(Path(data) / r["file"]) for r in rows], False)
+        return np.where(found, ages, np.nan), np.array([float(r["age"]) for r in rows])
+    ds = PreparedDataset(data, split)
+    ages, _, _ = predict_crops(est, ds, flip_tta=False, progress=False)
+    return ages, ds.ages.astype(np.float64)
+
+
+def row(name: str, pred: np.ndarray, true: np.ndarray) -> str:
+    """A markdown row: overall MAE / bias, then the bias of each age band (years; '-' for an empty band)."""
+    err = pred - true
+    ok = ~np.isnan(err)
+    bands = np.array(decade_labels(true))
+    cells = [f"{np.abs(err[ok]).mean():.4f} / {err[ok].mean():+.2f}"]
+    for b in BANDS:
+        m = ok & (bands == b)
+        cells.append(f"{err[m].mean():+.2f}" if m.any() else "-")
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", help="built-in name or weights file")
+    ap.add_argument("--val", action="append", default=[], metavar="KEY=DATA:SPLIT", help="a prepared dataset's split")
+    ap.add_argument("--frl", help="the FRL portraits' folder (labels.csv: file, age, gender)")
+    a = ap.parse_args(argv)
+    sets = [split_spec(v) + (False,) for v in a.val] + ([("frl", a.frl, "", True)] if a.frl else [])
+    est = load_estimator(a.model)
+    print("| set, readout | age MAE / bias | " + " | ".join(f"bias {b}" for b in BANDS) + " |")
+    print("|---|---:|" + "---:|" * len(BANDS))
+    means = {r: [] for r in READOUTS}
+    for key, data, split, frl in sets:
+        for name, readout in READOUTS.items():
+            pred, true = set_ages(ReadAs(est, readout), key, data, split, frl)
+            means[name].append(float(np.nanmean(np.abs(pred - true))))
+            print(row(f"{key}, {name}", pred, true), flush=True)
+    print("\nmean age MAE over the sets: " + ", ".join(f"{r} {np.mean(v):.4f}" for r, v in means.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
