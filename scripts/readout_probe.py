@@ -2,7 +2,8 @@
 median (`decode.median_age`), on the same faces: each set's age MAE and bias, overall and per age band.
 
 The weights are not touched; only the readout of the age head's softmax differs, so gender is the same in both.
-Validation splits are measured on their prepared crops, FRL end to end (the largest face of each portrait).
+Validation splits are measured on their prepared crops where the model's cut can be had from them (else end to
+end, as `agegender evaluate` decides), FRL end to end (the largest face of each portrait).
 
     python scripts/readout_probe.py default --val utk_val=data/utk-sq:val --val aaf_val=data/aaf-sq:val \\
         --frl ../shared/datasets/frl_canada
@@ -21,7 +22,7 @@ import numpy as np
 from agegender import Predictor
 from agegender.data.dataset import PreparedDataset
 from agegender.evaluation.metrics import decade_labels
-from agegender.evaluation.report import predict_crops, predict_end_to_end
+from agegender.evaluation.report import crops_compatible, predict_crops, predict_end_to_end
 from agegender.models import EstimatorOutput, load_estimator
 from agegender.models.decode import expected_age, median_age
 
@@ -55,7 +56,11 @@ def set_ages(est, key: str, data: str, split: str, frl: bool) -> tuple[np.ndarra
         ages, _, found = predict_end_to_end(Predictor(est), [str(Path(data) / r["file"]) for r in rows], False)
         return np.where(found, ages, np.nan), np.array([float(r["age"]) for r in rows])
     ds = PreparedDataset(data, split)
-    ages, _, _ = predict_crops(est, ds, flip_tta=False, progress=False)
+    if crops_compatible(ds, est):  # as `agegender evaluate` decides: the stored crops, else end to end
+        ages, _, _ = predict_crops(est, ds, flip_tta=False, progress=False)
+    else:
+        ages, _, found = predict_end_to_end(Predictor(est), ds.column("source"), False)
+        ages = np.where(found, ages, np.nan)
     return ages, ds.ages.astype(np.float64)
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import importlib
 import sys
 
+import numpy as np
 import pytest
 
 from agegender.evaluation.report import evaluate_model
-from agegender.models import builtin_models, read_config
+from agegender.models import builtin_models, load_estimator, read_config
+from agegender.models.decode import expected_age, median_age
 
 from .conftest import REPO, cli, need_module
 
@@ -90,3 +92,21 @@ def test_remeasure_rewrites_the_numbers_and_a_corrected_data_note_not_the_weight
         assert got["test_metrics_crops"]["n"] == got["test_metrics"]["n"] < 100  # the small split given, not the card's
     old, new = load_file(str(source)), load_file(str(weights / "fast.safetensors"))
     assert old.keys() == new.keys() and all((old[k] == new[k]).all() for k in old)
+
+
+def test_readout_probe_reads_the_default_as_it_ships_and_as_a_median(prepared, tmp_path):
+    """Read through the probe's wrapper with the expected value, the default's ages are its own (as evaluated
+    directly); read as the median, they differ, but only in age: the distributions and genders are the same."""
+    readout_probe = importlib.import_module("readout_probe")
+    est = load_estimator("default")
+    mean_ages, true = readout_probe.set_ages(readout_probe.ReadAs(est, expected_age), "utk", str(prepared), "val",
+                                             False)
+    median_ages, true2 = readout_probe.set_ages(readout_probe.ReadAs(est, median_age), "utk", str(prepared), "val",
+                                                False)
+    want = evaluate_model("default", prepared, "val", tmp_path, progress=False)["overall"]
+    assert len(mean_ages) == want["n"] == 20 and np.array_equal(true, true2)
+    assert np.nanmean(np.abs(mean_ages - true)) == pytest.approx(want["age_mae"], abs=1e-4)
+    gap = np.abs(mean_ages - median_ages)
+    assert np.nanmax(gap) > 0.1 and np.nanmean(gap) < 2.0  # readouts of one distribution: apart, but not far
+    line = readout_probe.row("utk, median", median_ages, true)
+    assert line.startswith("| utk, median | ") and line.count("|") == 2 + 1 + len(readout_probe.BANDS)
