@@ -63,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write all numbers here")
     a = ap.parse_args(argv)
     conditions = [c for c in a.conditions.split(",") if c]
-    unknown = sorted(set(conditions) - set(CONDITIONS) - set(PROBES))
+    known = ["clean", *ALL_CONDITIONS]
+    unknown = sorted(set(conditions) - set(known))
     if unknown:
-        raise SystemExit(f"unknown condition(s) {', '.join(unknown)}; choose from {', '.join([*CONDITIONS, *PROBES])}")
+        raise SystemExit(f"unknown condition(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     systems = [make_system(s, a.wrn_weights) for s in a.systems.split(",") if s]
     print(f"# Photo conditions ({time.strftime('%Y-%m-%d')}; python benchmarks/conditions.py "
           f"{' '.join(argv if argv is not None else sys.argv[1:])})", flush=True)

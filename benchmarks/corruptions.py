@@ -37,6 +37,13 @@ def _blur(img: np.ndarray, fraction: float) -> np.ndarray:
     return np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(radius)))
 
 
+def _down_up(img: np.ndarray, factor: int) -> np.ndarray:
+    """1/factor of the size (area average), back up to the same size bilinearly."""
+    h, w = img.shape[:2]
+    small = Image.fromarray(img).resize((max(1, w // factor), max(1, h // factor)), Image.Resampling.BOX)
+    return np.asarray(small.resize((w, h), Image.Resampling.BILINEAR))
+
+
 def _clip(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
@@ -58,9 +65,7 @@ def old_print(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def low_res(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A web thumbnail blown up: a quarter of the size (area average), back up bilinearly, JPEG q40."""
-    h, w = img.shape[:2]
-    small = Image.fromarray(img).resize((max(1, w // 4), max(1, h // 4)), Image.Resampling.BOX)
-    return _jpeg(np.asarray(small.resize((w, h), Image.Resampling.BILINEAR)), 40)
+    return _jpeg(_down_up(img, 4), 40)
 
 
 def dim(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -73,9 +78,7 @@ def dim(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _soft(factor: int) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
     def soft(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        h, w = img.shape[:2]
-        small = Image.fromarray(img).resize((max(1, w // factor), max(1, h // factor)), Image.Resampling.BOX)
-        return np.asarray(small.resize((w, h), Image.Resampling.BILINEAR))
+        return _down_up(img, factor)
 
     soft.__doc__ = f"Less detail, nothing else: 1/{factor} of the size (area average), back up bilinearly, no JPEG."
     return soft

@@ -96,14 +96,23 @@ def _rounded(d: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
 
 
-def frl_metrics(model_path: Path | str, root: Path, errors: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
-    """End to end on the FRL portraits (frl_canada/labels.csv: file, age, gender): the largest face counts.
-    With `errors`, also stores each portrait's |age error| in years (shape (40,), NaN: no face) as errors["frl"]."""
+def frl_end_to_end(model: Any, root: Path) -> tuple[np.ndarray, ...]:
+    """The FRL portraits (frl_canada/labels.csv: file, age, gender) end to end, the largest face counting:
+    (ages in years, P(female), found, true ages, true genders), shape (40,) each. `model`: a weights path or
+    an estimator object."""
     with open(root / "labels.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    ages, pf, found = predict_end_to_end(Predictor(str(model_path)), [str(root / r["file"]) for r in rows], False)
+    predictor = Predictor(model if hasattr(model, "estimate") else str(model))
+    ages, pf, found = predict_end_to_end(predictor, [str(root / r["file"]) for r in rows], False)
     true_age = np.array([float(r["age"]) for r in rows])
     true_gender = np.array([int(Gender.parse(r["gender"])) for r in rows])
+    return ages, pf, found, true_age, true_gender
+
+
+def frl_metrics(model_path: Path | str, root: Path, errors: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """frl_end_to_end's summary. With `errors`, also stores each portrait's |age error| in years (shape (40,),
+    NaN: no face) as errors["frl"]."""
+    ages, pf, found, true_age, true_gender = frl_end_to_end(model_path, root)
     if errors is not None:
         errors["frl"] = np.abs(np.where(found, ages, np.nan) - true_age)
     return _rounded(summarize(ages, pf, true_age, true_gender, found))

@@ -12,7 +12,6 @@ end, as `agegender evaluate` decides), FRL end to end (the largest face of each 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +26,7 @@ from agegender.models import EstimatorOutput, load_estimator
 from agegender.models.decode import expected_age, median_age
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_builtin_model import split_spec  # noqa: E402
+from make_builtin_model import frl_end_to_end, split_spec  # noqa: E402
 
 READOUTS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"mean": expected_age, "median": median_age}
 BANDS = ("0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")
@@ -48,13 +47,11 @@ class ReadAs:
         return EstimatorOutput(self.readout(out.age_probs, self.preprocessing.age_min), out.p_female, out.age_probs)
 
 
-def set_ages(est, key: str, data: str, split: str, frl: bool) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
-    """(predicted ages, true ages), shape (N,) each; NaN where no face was found (FRL)."""
+def set_ages(est, data: str, split: str, frl: bool) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """(predicted ages, true ages), shape (N,) each; NaN where no face was found."""
     if frl:
-        with open(Path(data) / "labels.csv", newline="") as f:
-            rows = list(csv.DictReader(f))
-        ages, _, found = predict_end_to_end(Predictor(est), [str(Path(data) / r["file"]) for r in rows], False)
-        return np.where(found, ages, np.nan), np.array([float(r["age"]) for r in rows])
+        ages, _, found, true_age, _ = frl_end_to_end(est, Path(data))
+        return np.where(found, ages, np.nan), true_age
     ds = PreparedDataset(data, split)
     if crops_compatible(ds, est):  # as `agegender evaluate` decides: the stored crops, else end to end
         ages, _, _ = predict_crops(est, ds, flip_tta=False, progress=False)
@@ -89,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     means = {r: [] for r in READOUTS}
     for key, data, split, frl in sets:
         for name, readout in READOUTS.items():
-            pred, true = set_ages(ReadAs(est, readout), key, data, split, frl)
+            pred, true = set_ages(ReadAs(est, readout), data, split, frl)
             means[name].append(float(np.nanmean(np.abs(pred - true))))
             print(row(f"{key}, {name}", pred, true), flush=True)
     print("\nmean age MAE over the sets: " + ", ".join(f"{r} {np.mean(v):.4f}" for r, v in means.items()))
