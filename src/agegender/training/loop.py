@@ -211,6 +211,8 @@ def _optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]) -> torch.opti
 
 
 def _build(cfg: TrainConfig, resume: bool, progress: bool, log, ctx: DistContext) -> _Run:
+    if cfg.l1_weight < 0:
+        raise ValueError(f"--l1-weight must be >= 0, got {cfg.l1_weight}")
     data = load_train_data(cfg)
     prep = _model_preprocessing(cfg, data)
     soft, age_steps = None, ()
