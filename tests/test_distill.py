@@ -128,10 +128,10 @@ def test_train_with_a_teacher(fast_cut, tmp_path):
     cli("train", str(fast_cut), "-o", str(run), "--epochs", "1", "--batch-size", "8", "--image-size", "48",
         "--arch-kwargs", '{"widths": [8, 16, 16, 32], "blocks": [1, 1, 1, 1]}', "--teacher", "fast",
         "--distill", "0.7", "--distill-gender", "0.2", "--distill-by-age", "30:0.5", "--l1-weight", "0.3",
-        "--threads", "1", "--no-progress")
+        "--gender-weight", "2", "--threads", "1", "--no-progress")
     args = json.loads((run / "args.json").read_text())
     assert args["teacher"] == "fast" and args["distill"] == 0.7 and args["distill_gender"] == 0.2
-    assert args["l1_weight"] == 0.3
+    assert args["l1_weight"] == 0.3 and args["gender_weight"] == 2.0
     assert args["distill_by_age"] == "30:0.5"
     hist = json.loads((run / "history.json").read_text())
     assert len(hist) == 1 and np.isfinite(hist[0]["train_loss"])
@@ -144,6 +144,9 @@ def test_train_with_a_teacher(fast_cut, tmp_path):
     bad = cli("train", str(fast_cut), "-o", str(tmp_path / "bad3"), "--l1-weight", "-0.1", "--no-progress",
               check=False)
     assert bad.returncode != 0 and "--l1-weight must be >= 0" in bad.stderr
+    bad = cli("train", str(fast_cut), "-o", str(tmp_path / "bad4"), "--gender-weight", "-1", "--no-progress",
+              check=False)
+    assert bad.returncode != 0 and "--gender-weight must be >= 0" in bad.stderr
 
 
 def test_train_init_from_a_trained_model(fast_cut, tmp_path):

@@ -57,6 +57,16 @@ def test_a_heavier_l1_term_pulls_the_expected_age_harder():
     assert 0 < heavy < light < before
 
 
+def test_the_gender_weight_scales_the_gender_part_alone():
+    g, a, gt, dist, ages = _batch(expect_shift=3.0)
+    one, parts = age_gender_loss(g, a, gt, dist, ages)
+    three, parts3 = age_gender_loss(g, a, gt, dist, ages, gender_weight=3.0)
+    assert float(parts["gender"]) > 0 and torch.equal(parts["gender"], parts3["gender"])
+    assert math.isclose(float(three - one), 2.0 * float(parts["gender"]), rel_tol=1e-5)
+    none, _ = age_gender_loss(g, a, gt, dist, ages, gender_weight=0.0)
+    assert math.isclose(float(none), float(parts["age"]), rel_tol=1e-6)
+
+
 def test_unknown_labels_add_nothing():
     g, a, gt, dist, ages = _batch(expect_shift=3.0)
     gt[1] = 0.0  # second face: gender unknown

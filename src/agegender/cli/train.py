@@ -32,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sigma", type=float, default=2.0, help="age label spread (years)")
     p.add_argument("--l1-weight", type=float, default=0.05,
                    help="weight of the L1 term on the expected age (years) beside the age targets' KL")
+    p.add_argument("--gender-weight", type=float, default=1.0, help="weight of the gender loss against the age loss")
     p.add_argument("--no-flip", action="store_true")
     p.add_argument("--scale", type=float, default=0.10)
     p.add_argument("--shift", type=float, default=0.06)
@@ -118,7 +119,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         freeze=a.freeze, cache_views=a.cache_views, anchor=a.anchor,
         batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr, weight_decay=a.weight_decay,
         warmup_epochs=a.warmup_epochs, schedule=a.schedule, sigma=a.sigma, l1_weight=a.l1_weight,
-        augment=aug, balance=a.balance,
+        gender_weight=a.gender_weight, augment=aug, balance=a.balance,
         val_split=a.val_split, val_fraction=a.val_fraction, limit=a.limit, ema=a.ema, seed=a.seed,
         device=a.device, threads=a.threads, workers=a.workers, time_budget=a.time_budget,
         init=a.init, teacher=a.teacher, distill=a.distill, distill_gender=a.distill_gender,

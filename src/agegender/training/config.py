@@ -26,6 +26,7 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine | step | constant
     sigma: float = 2.0
     l1_weight: float = 0.05
+    gender_weight: float = 1.0  # weight of the gender loss against the age loss
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     camera: CameraAugment | None = None  # camera-like augmentations (JPEG, blur, lighting, ...); None = off
     balance: float = 0.0  # 0 = plain shuffling; 0.5 = sample ages with weight freq^-0.5 (within each source)

@@ -211,8 +211,9 @@ def _optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]) -> torch.opti
 
 
 def _build(cfg: TrainConfig, resume: bool, progress: bool, log, ctx: DistContext) -> _Run:
-    if cfg.l1_weight < 0:
-        raise ValueError(f"--l1-weight must be >= 0, got {cfg.l1_weight}")
+    for flag, w in (("--l1-weight", cfg.l1_weight), ("--gender-weight", cfg.gender_weight)):
+        if w < 0:
+            raise ValueError(f"{flag} must be >= 0, got {w}")
     data = load_train_data(cfg)
     prep = _model_preprocessing(cfg, data)
     soft, age_steps = None, ()
@@ -293,7 +294,7 @@ def _step(r: _Run, idx: torch.Tensor, x: torch.Tensor, ab: torch.Tensor, gb: tor
         group["lr"] = lr
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         g, a = r.forward(x)
-    loss, _ = age_gender_loss(g, a, gt, dist_t, vals, prep.age_min, cfg.l1_weight)
+    loss, _ = age_gender_loss(g, a, gt, dist_t, vals, prep.age_min, cfg.l1_weight, cfg.gender_weight)
     total = loss + cfg.anchor * sum(((p - p0) ** 2).sum() for p, p0 in r.anchor) if r.anchor else loss
     r.opt.zero_grad(set_to_none=True)
     total.backward()

@@ -26,9 +26,11 @@ def age_gender_loss(
     age_values: torch.Tensor,
     age_min: int = 0,
     l1_weight: float = 0.05,
+    gender_weight: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """gender_targets: (B, 2) probabilities (rows of zeros for unknown gender); age_dist: (B, K) targets
-    (zero rows for unknown age); age_values: (B,) target expectations. Returns (loss, parts)."""
+    (zero rows for unknown age); age_values: (B,) target expectations in years. Returns (gender_weight x
+    gender loss + age loss, the unweighted parts)."""
     g_known = gender_targets.sum(1) > 0
     a_known = age_dist.sum(1) > 0
     zero = gender_logits.new_zeros(())
@@ -40,4 +42,4 @@ def age_gender_loss(
     expect = logp_a.exp() @ grid
     l1 = (expect - age_values).abs()
     a_loss = (kl + l1_weight * l1)[a_known].mean() if a_known.any() else zero
-    return g_loss + a_loss, {"gender": g_loss.detach(), "age": a_loss.detach()}
+    return gender_weight * g_loss + a_loss, {"gender": g_loss.detach(), "age": a_loss.detach()}
