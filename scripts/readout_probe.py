@@ -1,12 +1,14 @@
 """Read one model's age distributions two ways, as the expected value (what every built-in model ships) and as the
-median (`decode.median_age`), on the same faces: each set's age MAE and bias, overall and per age band.
+median (`decode.median_age`), on the same faces: each set's age MAE and bias, overall and per age band. With
+--by-prediction, also the true ages of the faces grouped by the age read (expected value): what a calibration
+fitted on those faces would map each reading to.
 
 The weights are not touched; only the readout of the age head's softmax differs, so gender is the same in both.
 Validation splits are measured on their prepared crops where the model's cut can be had from them (else end to
 end, as `agegender evaluate` decides), FRL end to end (the largest face of each portrait).
 
     python scripts/readout_probe.py default --val utk_val=data/utk-sq:val --val aaf_val=data/aaf-sq:val \\
-        --frl ../shared/datasets/frl_canada
+        --frl ../shared/datasets/frl_canada [--by-prediction]
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from make_builtin_model import frl_end_to_end, split_spec  # noqa: E402
 
 READOUTS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"mean": expected_age, "median": median_age}
 BANDS = ("0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")
+READ_BINS = (0, 5, 10, 15, 18, 20, 22, 25, 30, 35, 40, 50, 60, 70, 200)  # edges of the predicted-age groups, years
 
 
 class ReadAs:
@@ -73,23 +76,46 @@ def row(name: str, pred: np.ndarray, true: np.ndarray) -> str:
     return f"| {name} | " + " | ".join(cells) + " |"
 
 
+def by_prediction(name: str, pred: np.ndarray, true: np.ndarray) -> list[str]:
+    """Markdown rows: for each group of READ_BINS by predicted age (years), n / the group's mean prediction / its
+    true ages' median / their mean (faces with no reading left out; empty groups skipped)."""
+    ok = ~np.isnan(pred)
+    pred, true = pred[ok], true[ok]
+    rows = []
+    for lo, hi in zip(READ_BINS[:-1], READ_BINS[1:]):
+        m = (pred >= lo) & (pred < hi)
+        if m.any():
+            span = f"{lo}-{hi}" if hi < READ_BINS[-1] else f"{lo}+"
+            rows.append(f"| {name} | {span} | {int(m.sum())} | {pred[m].mean():.1f} | {np.median(true[m]):.1f} | "
+                        f"{true[m].mean():.1f} |")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="built-in name or weights file")
     ap.add_argument("--val", action="append", default=[], metavar="KEY=DATA:SPLIT", help="a prepared dataset's split")
     ap.add_argument("--frl", help="the FRL portraits' folder (labels.csv: file, age, gender)")
+    ap.add_argument("--by-prediction", action="store_true",
+                    help="also each set's true ages grouped by the age read (expected value)")
     a = ap.parse_args(argv)
     sets = [split_spec(v) + (False,) for v in a.val] + ([("frl", a.frl, "", True)] if a.frl else [])
     est = load_estimator(a.model)
     print("| set, readout | age MAE / bias | " + " | ".join(f"bias {b}" for b in BANDS) + " |")
     print("|---|---:|" + "---:|" * len(BANDS))
     means = {r: [] for r in READOUTS}
+    grouped: list[str] = []
     for key, data, split, frl in sets:
         for name, readout in READOUTS.items():
             pred, true = set_ages(ReadAs(est, readout), data, split, frl)
             means[name].append(float(np.nanmean(np.abs(pred - true))))
             print(row(f"{key}, {name}", pred, true), flush=True)
+            if a.by_prediction and name == "mean":
+                grouped += by_prediction(key, pred, true)
     print("\nmean age MAE over the sets: " + ", ".join(f"{r} {np.mean(v):.4f}" for r, v in means.items()))
+    if grouped:
+        print("\n| set | age read | n | mean reading | true median | true mean |\n|---|---|---:|---:|---:|---:|")
+        print("\n".join(grouped))
     return 0
 
 

@@ -108,3 +108,10 @@ def test_readout_probe_reads_the_default_as_it_ships_and_as_a_median(prepared, t
     assert np.nanmax(gap) > 0.1 and np.nanmean(gap) < 2.0  # readouts of one distribution: apart, but not far
     line = readout_probe.row("utk, median", median_ages, true)
     assert line.startswith("| utk, median | ") and line.count("|") == 2 + 1 + len(readout_probe.BANDS)
+    groups = readout_probe.by_prediction("utk", mean_ages, true)  # every face with a reading in exactly one group
+    counts = [int(g.split("|")[3]) for g in groups]
+    assert sum(counts) == int((~np.isnan(mean_ages)).sum()) and all(c > 0 for c in counts)
+    for g in groups:  # each group's mean reading lies inside the group's span
+        span, mean_read = g.split("|")[2].strip(), float(g.split("|")[4])
+        lo, hi = (float(span[:-1]), 1e9) if span.endswith("+") else map(float, span.split("-"))
+        assert lo <= mean_read < hi
