@@ -11,7 +11,7 @@ import torch
 from agegender.data.dataset import PreparedDataset
 from agegender.models import builtin_models, read_config
 from agegender.training.batches import CropSource
-from agegender.training.distill import mix_targets, parse_age_weights, teacher_targets, weight_by_age
+from agegender.training.distill import mix_targets, parse_age_weights, sharpen, teacher_targets, weight_by_age
 from agegender.training.losses import gaussian_age_targets
 
 from .conftest import cli
@@ -128,10 +128,10 @@ def test_train_with_a_teacher(fast_cut, tmp_path):
     cli("train", str(fast_cut), "-o", str(run), "--epochs", "1", "--batch-size", "8", "--image-size", "48",
         "--arch-kwargs", '{"widths": [8, 16, 16, 32], "blocks": [1, 1, 1, 1]}', "--teacher", "fast",
         "--distill", "0.7", "--distill-gender", "0.2", "--distill-by-age", "30:0.5", "--l1-weight", "0.3",
-        "--gender-weight", "2", "--threads", "1", "--no-progress")
+        "--gender-weight", "2", "--teacher-temperature", "0.5", "--threads", "1", "--no-progress")
     args = json.loads((run / "args.json").read_text())
     assert args["teacher"] == "fast" and args["distill"] == 0.7 and args["distill_gender"] == 0.2
-    assert args["l1_weight"] == 0.3 and args["gender_weight"] == 2.0
+    assert args["l1_weight"] == 0.3 and args["gender_weight"] == 2.0 and args["teacher_temperature"] == 0.5
     assert args["distill_by_age"] == "30:0.5"
     hist = json.loads((run / "history.json").read_text())
     assert len(hist) == 1 and np.isfinite(hist[0]["train_loss"])
@@ -147,6 +147,9 @@ def test_train_with_a_teacher(fast_cut, tmp_path):
     bad = cli("train", str(fast_cut), "-o", str(tmp_path / "bad4"), "--gender-weight", "-1", "--no-progress",
               check=False)
     assert bad.returncode != 0 and "--gender-weight must be >= 0" in bad.stderr
+    bad = cli("train", str(fast_cut), "-o", str(tmp_path / "bad5"), "--teacher", "fast", "--teacher-temperature", "0",
+              "--no-progress", check=False)
+    assert bad.returncode != 0 and "--teacher-temperature must be > 0" in bad.stderr
 
 
 def test_train_init_from_a_trained_model(fast_cut, tmp_path):
@@ -190,3 +193,33 @@ def test_init_adapts_a_model_cut_another_way_but_refuses_other_ages():
     assert all(torch.equal(v, stored[k]) for k, v in net.state_dict().items() if k in stored)
     with pytest.raises(ValueError, match="ages"):
         load_init(net, "fast", cfg.arch, cfg.arch_kwargs, replace(other, age_max=99))
+
+
+def test_sharpening_a_teacher_moves_its_mass_towards_the_mode():
+    """sharpen: rows stay distributions; temperature 1 changes nothing; below 1 a right-skewed age distribution
+    (mode 18, a long tail to 40) narrows and its mean falls towards the mode, above 1 it widens; the mode and the
+    classes with probability 0 stay where they are; a temperature of 0 or less is refused."""
+    grid = torch.arange(101.0)
+    skew = torch.exp(-0.5 * ((grid - 18) / torch.where(grid < 18, 2.0, 8.0)) ** 2)
+    skew[60:] = 0.0
+    dist = torch.stack([skew / skew.sum(), gaussian_age_targets(torch.tensor([50.0]), 101)[0]])
+    assert sharpen(dist, 1.0) is dist
+
+    def stats(d):
+        mean = d @ grid
+        return mean, (d @ grid**2 - mean**2).sqrt()
+
+    mean, sd = stats(dist)
+    for t in (0.5, 0.7, 2.0):
+        out = sharpen(dist, t)
+        m, s = stats(out)
+        assert torch.allclose(out.sum(1), torch.ones(2), atol=1e-6) and bool((out[0, 60:] == 0).all())
+        assert torch.equal(out.argmax(1), dist.argmax(1))
+        assert abs(float(m[1]) - 50.0) < 1e-3  # a symmetric row keeps its mean
+        if t < 1:
+            assert 18 < float(m[0]) < float(mean[0]) and float(s[0]) < float(sd[0])
+        else:
+            assert float(m[0]) > float(mean[0]) and float(s[0]) > float(sd[0])
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="--teacher-temperature"):
+            sharpen(dist, bad)

@@ -115,6 +115,18 @@ def cached_teacher_targets(path: Path, teacher: str, src: CropSource, data_prep:
     return ages, female
 
 
+def sharpen(dist: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(N, K) probability rows -> rows proportional to dist ** (1 / temperature): below 1 sharper (the mass moves
+    towards each row's mode), 1 unchanged, above 1 flatter. Classes with probability 0 stay at 0."""
+    if temperature <= 0:
+        raise ValueError(f"--teacher-temperature must be > 0, got {temperature}")
+    if temperature == 1.0:
+        return dist
+    logp = torch.log(dist.double().clamp_min(1e-300)) / temperature
+    out = torch.softmax(logp, 1) * (dist > 0)
+    return (out / out.sum(1, keepdim=True)).to(dist.dtype)
+
+
 def parse_age_weights(spec: str) -> tuple[tuple[float, float], ...]:
     """'30:0.5' or '15:0.6,60:0.3' -> ((age_from, weight), ...) sorted by age: from each labelled age upward the
     age targets take that teacher weight (`train --distill-by-age`). '' -> (). Weights must lie within 0..1."""
