@@ -115,11 +115,16 @@ def cached_teacher_targets(path: Path, teacher: str, src: CropSource, data_prep:
     return ages, female
 
 
+def check_temperature(temperature: float) -> None:
+    """`train --teacher-temperature` must be > 0 (refused before the teacher's long pass)."""
+    if temperature <= 0:
+        raise ValueError(f"--teacher-temperature must be > 0, got {temperature}")
+
+
 def sharpen(dist: torch.Tensor, temperature: float) -> torch.Tensor:
     """(N, K) probability rows -> rows proportional to dist ** (1 / temperature): below 1 sharper (the mass moves
     towards each row's mode), 1 unchanged, above 1 flatter. Classes with probability 0 stay at 0."""
-    if temperature <= 0:
-        raise ValueError(f"--teacher-temperature must be > 0, got {temperature}")
+    check_temperature(temperature)
     if temperature == 1.0:
         return dist
     logp = torch.log(dist.double().clamp_min(1e-300)) / temperature
