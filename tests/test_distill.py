@@ -1,6 +1,8 @@
 """Knowledge distillation: the teacher's targets on real crops, the target blend, and `train --teacher`."""
 
+import importlib
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -135,6 +137,12 @@ def test_train_with_a_teacher(fast_cut, tmp_path):
     assert args["distill_by_age"] == "30:0.5"
     hist = json.loads((run / "history.json").read_text())
     assert len(hist) == 1 and np.isfinite(hist[0]["train_loss"])
+    # scripts/teacher_bias.py reads the run's teacher answers against its training labels, band by band
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    rows = importlib.import_module("teacher_bias").teacher_table(run, (1.0, 0.5))
+    cells = [[c.strip().split(" ")[0] for c in r.split("|")[2:-1]] for r in rows[2:]]
+    assert len(rows) == 6 and cells[2] == cells[0]  # temperature 1 reads as the teacher's own expected value
+    assert any(c != "-" for c in cells[0]) and cells[3] != cells[0]
     bad = cli("train", str(fast_cut), "-o", str(tmp_path / "bad"), "--teacher", "fast", "--distill", "1.5",
               "--no-progress", check=False)
     assert bad.returncode != 0 and "--distill" in bad.stderr
