@@ -22,7 +22,7 @@ import numpy as np
 
 from agegender import Predictor
 from agegender.data.dataset import PreparedDataset
-from agegender.evaluation.metrics import decade_labels
+from agegender.evaluation.metrics import DECADES, decade_labels
 from agegender.evaluation.report import crops_compatible, predict_crops, predict_end_to_end
 from agegender.models import EstimatorOutput, load_estimator
 from agegender.models.decode import expected_age, median_age
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_builtin_model import frl_end_to_end, split_spec  # noqa: E402
 
 READOUTS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"mean": expected_age, "median": median_age}
-BANDS = ("0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")
+BANDS = DECADES
 READ_BINS = (0, 5, 10, 15, 18, 20, 22, 25, 30, 35, 40, 50, 60, 70, 200)  # edges of the predicted-age groups, years
 
 

@@ -17,12 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agegender.evaluation.metrics import decade_labels
+from agegender.evaluation.metrics import DECADES, decade_labels
 from agegender.training.config import TrainConfig
 from agegender.training.distill import sharpen
 from agegender.training.splits import load_train_data
-
-BANDS = ("0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")
 
 
 def teacher_table(run: Path, temperatures: tuple[float, ...] = ()) -> list[str]:
@@ -36,11 +34,11 @@ def teacher_table(run: Path, temperatures: tuple[float, ...] = ()) -> list[str]:
         raise ValueError(f"{run}/teacher.npz holds {len(dist)} rows, the run's training data {len(true)} faces")
     grid = torch.arange(data.prep.age_min, data.prep.age_min + dist.shape[1], dtype=torch.float64)
     known = ~np.isnan(true)
-    bands = np.array(decade_labels(np.where(known, true, 0)))
+    bands = np.array(decade_labels(true))
 
     def row(name: str, read: np.ndarray, sd: np.ndarray | None = None) -> str:
         cells = []
-        for b in BANDS:
+        for b in DECADES:
             m = known & (bands == b)
             cell = f"{(read[m] - true[m]).mean():+.2f}" if m.any() else "-"
             cells.append(cell + (f" ({sd[m].mean():.1f})" if sd is not None and m.any() else ""))
@@ -48,7 +46,7 @@ def teacher_table(run: Path, temperatures: tuple[float, ...] = ()) -> list[str]:
 
     mean = (dist @ grid).numpy()
     sd = np.sqrt(np.maximum((dist @ grid**2).numpy() - mean**2, 0))
-    rows = ["| teacher's reading | " + " | ".join(BANDS) + " |", "|---|" + "---:|" * len(BANDS),
+    rows = ["| teacher's reading | " + " | ".join(DECADES) + " |", "|---|" + "---:|" * len(DECADES),
             row("expected value (sd)", mean, sd), row("mode", grid[dist.argmax(1)].numpy())]
     rows += [row(f"expected value at temperature {t:g}", (sharpen(dist, t) @ grid).numpy()) for t in temperatures]
     return rows

@@ -16,7 +16,7 @@ from agegender.training.batches import CropSource
 from agegender.training.distill import mix_targets, parse_age_weights, sharpen, teacher_targets, weight_by_age
 from agegender.training.losses import gaussian_age_targets
 
-from .conftest import cli
+from .conftest import REPO, cli
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,7 @@ def test_train_with_a_teacher(fast_cut, tmp_path):
     hist = json.loads((run / "history.json").read_text())
     assert len(hist) == 1 and np.isfinite(hist[0]["train_loss"])
     # scripts/teacher_bias.py reads the run's teacher answers against its training labels, band by band
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    sys.path.insert(0, str(REPO / "scripts"))
     rows = importlib.import_module("teacher_bias").teacher_table(run, (1.0, 0.5))
     cells = [[c.strip().split(" ")[0] for c in r.split("|")[2:-1]] for r in rows[2:]]
     assert len(rows) == 6 and cells[2] == cells[0]  # temperature 1 reads as the teacher's own expected value

@@ -32,8 +32,11 @@ def gender_metrics(p_female: np.ndarray, true: np.ndarray) -> dict[str, float]:
     return {"gender_acc": float(((p_female[ok] >= 0.5).astype(int) == true[ok]).mean()), "n_gender": int(ok.sum())}
 
 
+DECADES = ("0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")  # decade_labels' bands, in order
+
+
 def decade_labels(ages: np.ndarray) -> list[str]:
-    """'0-9', '10-19', ..., '70+' for each age (NaN -> 'unknown')."""
+    """One of DECADES ('0-9', '10-19', ..., '70+') for each age in years (NaN -> 'unknown')."""
     out = []
     for a in ages:
         if np.isnan(a):
