@@ -13,7 +13,15 @@ import torch
 from agegender.data.dataset import PreparedDataset
 from agegender.models import builtin_models, read_config
 from agegender.training.batches import CropSource
-from agegender.training.distill import mix_targets, parse_age_weights, sharpen, teacher_targets, weight_by_age
+from agegender.training.distill import (
+    load_teacher_answers,
+    mix_targets,
+    parse_age_weights,
+    sharpen,
+    soft_targets,
+    teacher_targets,
+    weight_by_age,
+)
 from agegender.training.losses import gaussian_age_targets
 
 from .conftest import REPO, cli
@@ -51,6 +59,26 @@ def test_teacher_targets_are_the_teachers_real_predictions(fast_cut):
     src.load_all("load", progress=False)
     ages2, female2 = teacher_targets("fast", src, prep, replace(prep, size=64), progress=False)
     assert torch.allclose(ages, ages2, atol=1e-5) and torch.allclose(female, female2, atol=1e-5)
+
+
+def test_gender_teacher_gives_the_gender_targets(fast_cut, tmp_path):
+    """`train --gender-teacher`: P(female) from a second model, the age distributions still from --teacher;
+    each teacher's real answers kept in the run folder under its own key."""
+    src, ds = _train_source(fast_cut)
+    prep = ds.preprocessing
+    student = replace(prep, size=48)
+    ages, female = soft_targets(tmp_path, "fast", src, prep, student, gender_teacher="default", progress=False)
+    fast_ages, fast_female = teacher_targets("fast", src, prep, student, progress=False)
+    default_ages, default_female = teacher_targets("default", src, prep, student, progress=False)
+    assert torch.allclose(ages, fast_ages, atol=1e-5) and torch.allclose(female, default_female, atol=1e-5)
+    assert float((female - fast_female).abs().max()) > 0.05  # two real models disagree somewhere on 60 faces
+    assert torch.allclose(torch.from_numpy(load_teacher_answers(tmp_path / "gender_teacher.npz", "default",
+                                                                src.paths)[1]), default_female, atol=1e-5)
+    load_teacher_answers(tmp_path / "teacher.npz", "fast", src.paths)
+    # sharpening acts on the age targets only
+    sharp_ages, sharp_female = soft_targets(tmp_path, "fast", src, prep, student, 0.5, "default", progress=False)
+    assert torch.allclose(sharp_ages, sharpen(fast_ages, 0.5), atol=1e-5) and torch.equal(sharp_female, female)
+    assert not torch.allclose(default_ages, fast_ages, atol=1e-3)
 
 
 def test_teacher_must_match_the_datasets_crops(fast_cut, tmp_path):
@@ -130,11 +158,13 @@ def test_train_with_a_teacher(fast_cut, tmp_path):
     cli("train", str(fast_cut), "-o", str(run), "--epochs", "1", "--batch-size", "8", "--image-size", "48",
         "--arch-kwargs", '{"widths": [8, 16, 16, 32], "blocks": [1, 1, 1, 1]}', "--teacher", "fast",
         "--distill", "0.7", "--distill-gender", "0.2", "--distill-by-age", "30:0.5", "--l1-weight", "0.3",
-        "--gender-weight", "2", "--teacher-temperature", "0.5", "--threads", "1", "--no-progress")
+        "--gender-weight", "2", "--teacher-temperature", "0.5", "--gender-teacher", "default", "--threads", "1",
+        "--no-progress")
     args = json.loads((run / "args.json").read_text())
     assert args["teacher"] == "fast" and args["distill"] == 0.7 and args["distill_gender"] == 0.2
     assert args["l1_weight"] == 0.3 and args["gender_weight"] == 2.0 and args["teacher_temperature"] == 0.5
-    assert args["distill_by_age"] == "30:0.5"
+    assert args["distill_by_age"] == "30:0.5" and args["gender_teacher"] == "default"
+    assert (run / "teacher.npz").is_file() and (run / "gender_teacher.npz").is_file()
     hist = json.loads((run / "history.json").read_text())
     assert len(hist) == 1 and np.isfinite(hist[0]["train_loss"])
     # scripts/teacher_bias.py reads the run's teacher answers against its training labels, band by band
@@ -158,6 +188,9 @@ def test_train_with_a_teacher(fast_cut, tmp_path):
     bad = cli("train", str(fast_cut), "-o", str(tmp_path / "bad5"), "--teacher", "fast", "--teacher-temperature", "0",
               "--no-progress", check=False)
     assert bad.returncode != 0 and "--teacher-temperature must be > 0" in bad.stderr
+    bad = cli("train", str(fast_cut), "-o", str(tmp_path / "bad6"), "--gender-teacher", "default", "--no-progress",
+              check=False)
+    assert bad.returncode != 0 and "--gender-teacher needs --teacher" in bad.stderr
 
 
 def test_train_init_from_a_trained_model(fast_cut, tmp_path):

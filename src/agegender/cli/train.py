@@ -57,6 +57,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --teacher: weight of the teacher's targets against the labels (0..1)")
     p.add_argument("--distill-gender", type=float, default=None, metavar="W",
                    help="with --teacher: the gender targets' own weight (0..1); default: --distill's")
+    p.add_argument("--gender-teacher", default="", metavar="MODEL",
+                   help="with --teacher: take the gender targets' P(female) from this model instead (e.g. a student "
+                        "that reads gender better than --teacher)")
     p.add_argument("--teacher-temperature", type=float, default=1.0, metavar="T",
                    help="with --teacher: sharpen (T < 1) or flatten (T > 1) its age distributions, p ** (1/T)")
     p.add_argument("--distill-by-age", default="", metavar="AGE:W[,AGE:W]",
@@ -125,7 +128,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         val_split=a.val_split, val_fraction=a.val_fraction, limit=a.limit, ema=a.ema, seed=a.seed,
         device=a.device, threads=a.threads, workers=a.workers, time_budget=a.time_budget,
         init=a.init, teacher=a.teacher, distill=a.distill, distill_gender=a.distill_gender,
-        teacher_temperature=a.teacher_temperature,
+        teacher_temperature=a.teacher_temperature, gender_teacher=a.gender_teacher,
         distill_by_age=a.distill_by_age,
     )
     train(cfg, resume=a.resume, progress=not a.no_progress, extend_to=a.epochs if a.resume else None)

@@ -45,6 +45,7 @@ class TrainConfig:
     teacher: str = ""  # model to distil from (built-in name or weights file); "" = labels only
     distill: float = 0.5  # weight of the teacher's targets against the labels
     distill_gender: float | None = None  # the gender targets' own weight; None = distill
+    gender_teacher: str = ""  # the gender targets' teacher (built-in name or weights file); "" = teacher
     teacher_temperature: float = 1.0  # <1: the teacher's age distributions sharpened (p ** (1/T), renormalised)
     distill_by_age: str = ""  # "AGE:W[,AGE:W]": from each labelled age upward the age targets' teacher weight
     anchor: float = 0.0  # >0: L2 pull of the trained weights towards --init's (L2-SP), this strength

@@ -115,6 +115,21 @@ def cached_teacher_targets(path: Path, teacher: str, src: CropSource, data_prep:
     return ages, female
 
 
+def soft_targets(run: Path, teacher: str, src: CropSource, data_prep: Preprocessing, student_prep: Preprocessing,
+                 temperature: float = 1.0, gender_teacher: str = "", progress: bool = True
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A run's distillation targets for the N crops of `src`: `teacher`'s (N, K) age distributions, sharpened or
+    flattened at `temperature` (see `sharpen`), and (N,) P(female) from `gender_teacher` when one is given (`train
+    --gender-teacher`), else from `teacher`. Each teacher's answers are kept in the run folder (teacher.npz,
+    gender_teacher.npz) and reused by --resume and reruns."""
+    check_temperature(temperature)
+    ages, female = cached_teacher_targets(run / "teacher.npz", teacher, src, data_prep, student_prep, progress)
+    if gender_teacher:
+        female = cached_teacher_targets(run / "gender_teacher.npz", gender_teacher, src, data_prep, student_prep,
+                                        progress)[1]
+    return sharpen(ages, temperature), female
+
+
 def check_temperature(temperature: float) -> None:
     """`train --teacher-temperature` must be > 0 (refused before the teacher's long pass)."""
     if temperature <= 0:

@@ -30,7 +30,7 @@ from ..models.nets import AgeGenderNet, build_model
 from ..types import Preprocessing
 from .batches import index_checksum
 from .config import TrainConfig
-from .distill import cached_teacher_targets, check_temperature, mix_targets, parse_age_weights, sharpen, weight_by_age
+from .distill import mix_targets, parse_age_weights, soft_targets, weight_by_age
 from .distributed import DistContext, all_gather, all_max, all_sum, barrier, setup, teardown
 from .frozen import FeatureCache, split_net, trainable_parameters
 from .init_weights import init_architecture, init_path, load_init
@@ -222,10 +222,10 @@ def _build(cfg: TrainConfig, resume: bool, progress: bool, log, ctx: DistContext
             if w is not None and not 0.0 <= w <= 1.0:
                 raise ValueError(f"{flag} must be within 0..1, got {w}")
         age_steps = parse_age_weights(cfg.distill_by_age)  # a bad spec is refused before the teacher's long pass
-        check_temperature(cfg.teacher_temperature)
-        soft = cached_teacher_targets(Path(cfg.out) / "teacher.npz", cfg.teacher, data.train, data.data_prep, prep,
-                                      progress=progress)
-        soft = (sharpen(soft[0], cfg.teacher_temperature), soft[1])
+        soft = soft_targets(Path(cfg.out), cfg.teacher, data.train, data.data_prep, prep, cfg.teacher_temperature,
+                            cfg.gender_teacher, progress)
+    elif cfg.gender_teacher:
+        raise ValueError("--gender-teacher needs --teacher (the age targets' teacher; it may be the same model)")
     net: AgeGenderNet = build_model(cfg.arch, num_ages=prep.num_ages, **cfg.arch_kwargs)
     if cfg.init and not resume:
         note = load_init(net, cfg.init, cfg.arch, cfg.arch_kwargs, prep)
