@@ -13,7 +13,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from agegender.training.loop import TrainConfig, train
+from agegender.extras import script_imports
+
+with script_imports():  # without its extra: one line naming it, no traceback
+    from agegender.training.loop import TrainConfig, train
 
 
 def main() -> None:

@@ -25,18 +25,15 @@ import argparse
 import json
 import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
-try:
+from agegender.extras import script_imports
+
+with script_imports():  # without its extra: one line naming it, no traceback
     from agegender.data.dataset import PreparedDataset
     from agegender.data.repack import repack_dataset
     from agegender.training.distill import load_teacher_answers, rekey_teacher_cache
-except ImportError as exc:  # a base install: one line naming the extra, not a traceback
-    from agegender.extras import missing_extra
-
-    sys.exit(f"device_pack.py: {missing_extra(exc) or exc}")
 
 MIB = 1 << 20
 CALL_LIMIT_MIB = 64

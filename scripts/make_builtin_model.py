@@ -31,16 +31,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from agegender.evaluation.metrics import summarize
-from agegender.evaluation.report import evaluate_model, predict_end_to_end
-from agegender.export.onnx_export import export_onnx
-from agegender.inference.predictor import Predictor
-from agegender.models import read_config, resolve_model_path
-from agegender.models.config import ModelConfig
-from agegender.models.torch_weights import load_model
-from agegender.types import Gender
+from agegender.extras import script_imports
+
+with script_imports():  # without its extra: one line naming it, no traceback
+    import torch
+
+    from agegender.evaluation.metrics import summarize
+    from agegender.evaluation.report import evaluate_model, predict_end_to_end
+    from agegender.export.onnx_export import export_onnx
+    from agegender.inference.predictor import Predictor
+    from agegender.models import read_config, resolve_model_path
+    from agegender.models.config import ModelConfig
+    from agegender.models.torch_weights import load_model
+    from agegender.types import Gender
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "src" / "agegender" / "weights"
 UTK_NOTE = "UTKFace (Aligned & Cropped), project split: train for training, val for model selection; test measured once"

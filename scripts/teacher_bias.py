@@ -15,12 +15,16 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from agegender.evaluation.metrics import DECADES, decade_labels
-from agegender.training.config import TrainConfig
-from agegender.training.distill import sharpen
-from agegender.training.splits import load_train_data
+from agegender.extras import script_imports
+
+with script_imports():  # without its extra: one line naming it, no traceback
+    import torch
+
+    from agegender.evaluation.metrics import DECADES, decade_labels
+    from agegender.training.config import TrainConfig
+    from agegender.training.distill import sharpen
+    from agegender.training.splits import load_train_data
 
 
 def teacher_table(run: Path, temperatures: tuple[float, ...] = ()) -> list[str]:

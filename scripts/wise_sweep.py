@@ -28,11 +28,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from agegender.evaluation.compare import load_predictions
-from agegender.evaluation.report import evaluate_model
-from agegender.evaluation.uncertainty import mean_of_differences, paired_difference
-from agegender.export.onnx_export import export_onnx
-from agegender.training.wise import ensemble, soup, wise_interpolate
+from agegender.extras import script_imports
+
+with script_imports():  # without its extra: one line naming it, no traceback
+    from agegender.evaluation.compare import load_predictions
+    from agegender.evaluation.report import evaluate_model
+    from agegender.evaluation.uncertainty import mean_of_differences, paired_difference
+    from agegender.export.onnx_export import export_onnx
+    from agegender.training.wise import ensemble, soup, wise_interpolate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_builtin_model import frl_metrics, round_to_half, split_spec  # noqa: E402

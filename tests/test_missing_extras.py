@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import DATASETS, need
+from .conftest import DATASETS, REPO, need
 
 BASE_INSTALL = os.environ.get("AGEGENDER_BASE_INSTALL") == "1"
 
@@ -99,6 +99,30 @@ def test_missing_extra_is_one_line(argv, absent, extra, paths):
         need(DATASETS / "imdb_wiki" / "wiki.mat")
     out = run_cli([a.format(**paths) for a in argv], absent)
     assert_one_line_hint(out, argv[0], extra)
+
+
+#: the repo's scripts that need an extra (`agegender.extras.script_imports` around their imports): (path, the
+#: packages it needs that the base install lacks, the extra the message must name)
+SCRIPTS = [
+    ("scripts/make_builtin_model.py", ["torch"], "train"),
+    ("scripts/wise_sweep.py", ["torch"], "train"),
+    ("scripts/readout_probe.py", ["torch"], "train"),  # through make_builtin_model
+    ("scripts/teacher_bias.py", ["torch"], "train"),
+    ("scripts/device_pack.py", ["torch"], "train"),
+    ("benchmarks/train_throughput.py", ["torch"], "train"),
+]
+
+
+@pytest.mark.parametrize("script, absent, extra", SCRIPTS, ids=[c[0] for c in SCRIPTS])
+def test_script_without_its_extra_is_one_line(script, absent, extra):
+    """`python SCRIPT --help` without the script's extra: exit 2, one line naming the script and the extra."""
+    path = str(REPO / script)
+    out = run_without(absent, f"import runpy\nsys.argv = [{path!r}, '--help']\nrunpy.run_path({path!r}, "
+                              "run_name='__main__')\n")
+    text = out.stdout + out.stderr
+    assert "Traceback" not in text and out.returncode == 2, text
+    assert out.stderr.strip().splitlines() == [
+        f'{Path(script).name}: needs PyTorch: pip install "agegender[{extra}]"'], text
 
 
 #: everything optional: what a base install lacks

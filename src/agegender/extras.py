@@ -13,8 +13,11 @@ line naming the extra). Bottom layer: imports only the standard library.
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
@@ -94,6 +97,26 @@ def require(module: str, purpose: str | None = None, extra: str | None = None) -
         # from /tmp), not the package
         raise MissingExtra(top, extra, purpose)
     return found
+
+
+@contextmanager
+def script_imports(script: str | None = None) -> Iterator[None]:
+    """Around a script's imports of optional packages: a missing one ends the script with exit status 2 and one
+    line naming the extra (`wise_sweep.py: needs PyTorch: pip install "agegender[train]"`), as the command
+    line does, instead of a traceback. script: the name the line starts with (default: the running script's
+    file name). Any other ImportError, or any with AGEGENDER_DEBUG=1, is raised unchanged.
+
+        with script_imports():
+            import torch
+    """
+    try:
+        yield
+    except ImportError as exc:
+        missing = missing_extra(exc)
+        if missing is None or os.environ.get("AGEGENDER_DEBUG"):
+            raise
+        print(f"{script or os.path.basename(sys.argv[0])}: {missing}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 @dataclass
