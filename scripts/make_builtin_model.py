@@ -113,12 +113,17 @@ def frl_end_to_end(model: Any, root: Path) -> tuple[np.ndarray, ...]:
     return ages, pf, found, true_age, true_gender
 
 
-def frl_metrics(model_path: Path | str, root: Path, errors: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+def frl_metrics(model_path: Path | str, root: Path, errors: dict[str, np.ndarray] | None = None,
+                mistakes: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """frl_end_to_end's summary. With `errors`, also stores each portrait's |age error| in years (shape (40,),
-    NaN: no face) as errors["frl"]."""
+    NaN: no face) as errors["frl"]; with `mistakes`, its gender mistake (1.0 wrong, 0.0 right, NaN: no face)
+    as mistakes["frl"]."""
     ages, pf, found, true_age, true_gender = frl_end_to_end(model_path, root)
     if errors is not None:
         errors["frl"] = np.abs(np.where(found, ages, np.nan) - true_age)
+    if mistakes is not None:
+        said_female = pf >= 0.5
+        mistakes["frl"] = np.where(found, (said_female != (true_gender == int(Gender.FEMALE))).astype(float), np.nan)
     return _rounded(summarize(ages, pf, true_age, true_gender, found))
 
 

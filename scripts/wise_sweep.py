@@ -9,9 +9,10 @@ With --soup FILE, each blend is also averaged with that file (`soup`: e.g. an ea
 same start) at every --soup-weights share, one row per alpha and share. With --ensemble FILE (repeatable)
 each blend is measured as an output ensemble with those files instead (`ensemble`: the first --shared layers,
 the run's frozen ones, computed once), one row per alpha. With --baseline MODEL (e.g. `default`) that model
-is measured too, and each row gets its mean age MAE minus the baseline's with a 95% bootstrap interval,
-paired face by face (`agegender.evaluation.uncertainty`): it shows how much of a difference the choice of
-faces alone could make, not how much a rerun of training would move it.
+is measured too, and each row gets its mean age MAE minus the baseline's and, per set, its gender accuracy
+minus the baseline's (points), each with a 95% bootstrap interval paired face by face
+(`agegender.evaluation.uncertainty`): it shows how much of a difference the choice of faces alone could make,
+not how much a rerun of training would move it.
 
     python scripts/wise_sweep.py runs/default --init faceres-deep.safetensors --alphas 1,0.9,0.8,0.7,0.6 \\
         --val utk_val=data/utk-sq:val --val aaf_val=data/aaf-sq:val --frl ../shared/datasets/frl_canada
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,23 +43,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_builtin_model import frl_metrics, round_to_half, split_spec  # noqa: E402
 
 Sets = dict[str, dict[str, Any]]
-Errors = dict[str, np.ndarray]
 
 
-def measure_sets(model: str, vals: list[tuple[str, str, str]], frl: str | None, out: Path) -> tuple[Sets, Errors]:
-    """({set key: overall metrics}, {set key: per-face |age error| in years, shape (N,)}) of one model file."""
-    metrics, errors = {}, {}
+@dataclass
+class Losses:
+    """One model's per-face losses on each set ({set key: shape (N,)}, NaN: no face found or no label): `age`
+    the |age error| in years, `gender` the gender mistakes (1.0 wrong, 0.0 right)."""
+
+    age: dict[str, np.ndarray] = field(default_factory=dict)
+    gender: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def measure_sets(model: str, vals: list[tuple[str, str, str]], frl: str | None, out: Path) -> tuple[Sets, Losses]:
+    """({set key: overall metrics}, the per-face losses) of one model file."""
+    metrics, losses = {}, Losses()
     for key, data, split in vals:
         metrics[key] = evaluate_model(model, data, split, out / key, progress=False)["overall"]
-        errors[key] = load_predictions(out / key).age_error
+        answers = load_predictions(out / key)
+        losses.age[key], losses.gender[key] = answers.age_error, answers.gender_mistake
     if frl:
-        metrics["frl"] = frl_metrics(model, Path(frl), errors)
-    return metrics, errors
+        metrics["frl"] = frl_metrics(model, Path(frl), losses.age, losses.gender)
+    return metrics, losses
 
 
 def measure(checkpoint: Path, init: str, alpha: float, vals: list[tuple[str, str, str]], frl: str | None,
             tmp: Path, soup_with: str | None = None, soup_weight: float = 0.0, members: list[str] | None = None,
-            shared: int = 0) -> tuple[Sets, Errors]:
+            shared: int = 0) -> tuple[Sets, Losses]:
     """measure_sets() of one alpha (and soup share, or ensemble), on the float16 ONNX export."""
     model, cfg = wise_interpolate(checkpoint, init, alpha)
     if soup_with:
@@ -73,24 +84,38 @@ def measure(checkpoint: Path, init: str, alpha: float, vals: list[tuple[str, str
     return out
 
 
-def against(errors: Errors, base: Errors) -> str:
+def against(losses: Losses, base: Losses) -> str:
     """'diff [low, high]' of the mean age MAE over the sets minus the baseline's, paired face by face (95%)."""
-    d = mean_of_differences([paired_difference(base[k], errors[k], seed=i) for i, k in enumerate(errors)])
+    d = mean_of_differences([paired_difference(base.age[k], losses.age[k], seed=i) for i, k in enumerate(losses.age)])
     return f"{d.diff:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
 
 
-def table(rows: dict[Any, tuple[Sets, Errors]], baseline: tuple[Sets, Errors] | None = None) -> str:
+def gender_against(losses: Losses, base: Losses) -> str:
+    """Per set, 'diff [low, high]' of the gender accuracy minus the baseline's in points, paired face by face
+    (95%), joined by ' / ' in the sets' order."""
+    def points(mistakes: float) -> str:  # a difference of mistakes -> of accuracy, in points (no '-0.0')
+        return f"{round(-100 * mistakes, 1) + 0.0:+.1f}"
+
+    parts = []
+    for i, k in enumerate(losses.gender):
+        d = paired_difference(base.gender[k], losses.gender[k], seed=i)
+        parts.append(f"{points(d.diff)} [{points(d.high)}, {points(d.low)}]")
+    return " / ".join(parts)
+
+
+def table(rows: dict[Any, tuple[Sets, Losses]], baseline: tuple[Sets, Losses] | None = None) -> str:
     """Markdown: alpha (or 'alpha, soup share') | per set 'MAE / bias / gender %' | mean age MAE, and with a
-    baseline a last row for it and a column: the mean's difference from it with its 95% paired interval."""
+    baseline a last row for it and two columns: the mean's difference from it and each set's gender accuracy
+    difference (points), with their 95% paired intervals."""
     keys = list(next(iter(rows.values()))[0])
-    extra = " | mean - baseline (95%)" if baseline else ""
+    extra = f" | mean - baseline (95%) | gender - baseline, points (95%): {' / '.join(keys)}" if baseline else ""
     lines = ["| alpha | " + " | ".join(f"{k}: MAE / bias / gender" for k in keys) + f" | mean age MAE{extra} |",
-             "|---:|" + "---|" * len(keys) + "---:|" + ("---:|" if baseline else "")]
+             "|---:|" + "---|" * len(keys) + "---:|" + ("---:|---|" if baseline else "")]
     labelled = [(f"{a:g}" if isinstance(a, float) else ", ".join(f"{x:g}" for x in a), r) for a, r in rows.items()]
-    for label, (sets, errors) in labelled + ([("baseline", baseline)] if baseline else []):
+    for label, (sets, losses) in labelled + ([("baseline", baseline)] if baseline else []):
         cells = [f"{m['age_mae']:.2f} / {m['age_bias']:+.2f} / {100 * m['gender_acc']:.1f}%" for m in sets.values()]
         mean = sum(m["age_mae"] for m in sets.values()) / len(sets)
-        diff = f" | {against(errors, baseline[1])}" if baseline else ""
+        diff = f" | {against(losses, baseline[1])} | {gender_against(losses, baseline[1])}" if baseline else ""
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {mean:.3f}{diff} |")
     return "\n".join(lines)
 
@@ -110,7 +135,8 @@ def main() -> None:
                     help="with --ensemble: how many lower layers the members share (the run's --freeze)")
     ap.add_argument("--frl", help="frl_canada folder: also measure end to end on its portraits")
     ap.add_argument("--baseline", help="also measure this model (built-in name or file, e.g. default) and give each "
-                                       "row's mean age MAE minus its, with a 95%% interval paired face by face")
+                                       "row's mean age MAE minus its and each set's gender accuracy minus its, "
+                                       "with 95%% intervals paired face by face")
     args = ap.parse_args()
     vals = [split_spec(spec) for spec in args.val]
     if not vals and not args.frl:

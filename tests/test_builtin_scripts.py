@@ -36,6 +36,17 @@ def test_an_imported_start_with_no_recipe_ends_the_chain(tmp_path):
     assert make_builtin_model._init_recipe({"init": str(tmp_path / "absent.safetensors")}) == {}
 
 
+def test_wise_sweep_gender_difference_is_paired_and_in_points():
+    """Each set's gender accuracy minus the baseline's, in points, its interval from the faces resampled in
+    pairs: B gets 2 more of 8 faces wrong on one set (-25 points) and the same ones on the other (0)."""
+    base = wise_sweep.Losses(gender={"a": np.array([0, 0, 0, 0, 1, 1, 0, 0.]), "b": np.array([1, 0, 0, 0.])})
+    b = wise_sweep.Losses(gender={"a": np.array([0, 1, 1, 0, 1, 1, 0, 0.]), "b": np.array([1, 0, 0, 0.])})
+    a_cell, b_cell = wise_sweep.gender_against(b, base).split(" / ")
+    diff, low, high = (float(x) for x in a_cell.replace("[", "").replace(",", "").replace("]", "").split())
+    assert diff == -25.0 and low < diff < high <= 0.0, a_cell
+    assert b_cell == "+0.0 [+0.0, +0.0]"
+
+
 @pytest.mark.slow
 def test_wise_sweep_measures_each_blend_as_shipped(prepared, tmp_path):
     """A run whose checkpoint is its own start: every alpha is the shipped default itself, so each row must
@@ -48,21 +59,24 @@ def test_wise_sweep_measures_each_blend_as_shipped(prepared, tmp_path):
     vals = [("utk_val", str(prepared), "val")]
     rows = {a: wise_sweep.measure(run / "last.safetensors", str(weights), a, vals, None, tmp_path) for a in (1.0, 0.5)}
     want = evaluate_model("default", prepared, "val", tmp_path / "direct", progress=False)["overall"]
-    for alpha, (sets, errors) in rows.items():
+    for alpha, (sets, losses) in rows.items():
         got = sets["utk_val"]
-        assert got["n"] == want["n"] == 20 and errors["utk_val"].shape == (20,)
+        assert got["n"] == want["n"] == 20 and losses.age["utk_val"].shape == losses.gender["utk_val"].shape == (20,)
         assert got["age_mae"] == pytest.approx(want["age_mae"], abs=1e-3), alpha
-        assert errors["utk_val"].mean() == pytest.approx(got["age_mae"], abs=0.005)  # predictions.csv: 2 decimals
+        assert losses.age["utk_val"].mean() == pytest.approx(got["age_mae"], abs=0.005)  # predictions.csv: 2 decimals
         assert got["gender_acc"] == pytest.approx(want["gender_acc"]), alpha
+        assert 1 - losses.gender["utk_val"].mean() == pytest.approx(got["gender_acc"]), alpha
     text = wise_sweep.table(rows)
     assert text.count("\n") == 3 and f"{want['age_mae']:.3f}" in text.splitlines()[2]
     baseline = wise_sweep.measure_sets("default", vals, None, tmp_path / "baseline")
     lines = wise_sweep.table(rows, baseline).splitlines()
     assert len(lines) == 5 and lines[-1].startswith("| baseline |") and "mean - baseline (95%)" in lines[0]
+    assert "gender - baseline, points (95%): utk_val" in lines[0]
     for line in lines[2:]:
-        diff, low, high = (float(x) for x in line.rsplit("|", 2)[1].replace("[", "").replace(",", "").replace(
-            "]", "").split())
+        age_cell, gender_cell = line.rsplit("|", 3)[1:3]
+        diff, low, high = (float(x) for x in age_cell.replace("[", "").replace(",", "").replace("]", "").split())
         assert abs(diff) <= 1e-3 and low <= diff <= high and high - low <= 2e-3, line
+        assert gender_cell.strip() == "+0.0 [+0.0, +0.0]", line
 
 
 @pytest.mark.slow
