@@ -37,6 +37,7 @@ from agegender.extras import script_imports
 with script_imports():  # without its extra: one line naming it, no traceback
     import torch
 
+    from agegender.evaluation.compare import Predictions
     from agegender.evaluation.metrics import summarize
     from agegender.evaluation.report import evaluate_model, predict_end_to_end
     from agegender.export.onnx_export import export_onnx
@@ -119,11 +120,12 @@ def frl_metrics(model_path: Path | str, root: Path, errors: dict[str, np.ndarray
     NaN: no face) as errors["frl"]; with `mistakes`, its gender mistake (1.0 wrong, 0.0 right, NaN: no face)
     as mistakes["frl"]."""
     ages, pf, found, true_age, true_gender = frl_end_to_end(model_path, root)
+    answers = Predictions([], true_age, true_gender.astype(np.float64), np.where(found, ages, np.nan),
+                          np.where(found, pf, np.nan))
     if errors is not None:
-        errors["frl"] = np.abs(np.where(found, ages, np.nan) - true_age)
+        errors["frl"] = answers.age_error
     if mistakes is not None:
-        said_female = pf >= 0.5
-        mistakes["frl"] = np.where(found, (said_female != (true_gender == int(Gender.FEMALE))).astype(float), np.nan)
+        mistakes["frl"] = answers.gender_mistake
     return _rounded(summarize(ages, pf, true_age, true_gender, found))
 
 
