@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -126,7 +127,27 @@ def test_script_without_its_extra_is_one_line(script, absent, extra):
 
 
 #: everything optional: what a base install lacks
-ALL_OPTIONAL = ["torch", "scipy", "matplotlib", "h5py", "onnx", "fastapi", "uvicorn", "dlib", "pyarrow", "ray"]
+ALL_OPTIONAL = ["torch", "scipy", "matplotlib", "h5py", "onnx", "fastapi", "uvicorn", "dlib", "pyarrow", "ray",
+                "pi_heif", "pillow_heif"]
+
+
+def test_heic_without_its_extra_is_one_line_and_the_batch_goes_on(tmp_path):
+    """A phone's folder (a HEIC photo named as iPhones name them, and a JPEG) without a HEIF reader: the JPEG
+    is estimated, the HEIC gets one error line naming the extra, and the exit status says an input failed."""
+    import agegender
+
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    shutil.copy(REPO / "tests" / "fixtures" / "phone_photo.heic", folder / "IMG_0001.HEIC")
+    shutil.copy(Path(agegender.__file__).parent / "assets" / "example.jpg", folder / "IMG_0002.jpg")
+    out = run_cli(["predict", str(folder), "--format", "jsonl", "--no-progress"], ["pi_heif", "pillow_heif"])
+    assert "Traceback" not in out.stderr and out.returncode == 1, out.stderr
+    rows = {Path(r["image"]).name: r for r in map(json.loads, out.stdout.splitlines())}
+    assert len(rows["IMG_0002.jpg"]["faces"]) == 1 and "error" not in rows["IMG_0002.jpg"]
+    reason = 'HEIC/HEIF image (phone photo): reading it needs pi-heif: pip install "agegender[heif]"'
+    assert rows["IMG_0001.HEIC"]["error"] == f"{folder / 'IMG_0001.HEIC'}: {reason}"
+    errors = [line for line in out.stderr.splitlines() if line.startswith("agegender predict: ")]
+    assert errors == [f"agegender predict: {folder / 'IMG_0001.HEIC'}: {reason}"], out.stderr
 
 
 def test_every_command_has_help_without_extras():

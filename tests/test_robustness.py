@@ -1,11 +1,13 @@
-"""A corpus of bad and odd inputs, generated here from the built-in example photo and real UTKFace faces,
-run through `agegender predict` (CLI) and the Python API. Every input gets a clear answer: faces, no faces,
-or one error line; no input sinks the batch. docs/robustness.md lists the same cases."""
+"""A corpus of bad and odd inputs, generated here from the built-in example photo (a HEIC copy of it is in
+tests/fixtures) and real UTKFace faces, run through `agegender predict` (CLI), the Python API and the
+server. Every input gets a clear answer: faces, no faces, or one error line; no input sinks the batch.
+docs/robustness.md lists the same cases."""
 
 from __future__ import annotations
 
 import io
 import json
+import shutil
 import struct
 import subprocess
 import sys
@@ -18,7 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, features
 
 from agegender import Predictor
 from agegender.imageio import ImageLoadError, decode_image, load_image
@@ -26,6 +28,7 @@ from agegender.imageio import ImageLoadError, decode_image, load_image
 from .conftest import UTK_DIR, need, need_module
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "src" / "agegender" / "assets" / "example.jpg"
+PHONE_HEIC = Path(__file__).resolve().parent / "fixtures" / "phone_photo.heic"  # _portrait as HEIC (fixtures/README.md)
 UPSCALE = 16  # the "panorama": the portrait blown up to 6144 x 8192 = 50 megapixels
 
 
@@ -86,6 +89,7 @@ def predictor() -> Predictor:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, predictor) -> tuple[Path, list[Case]]:
+    need_module("pi_heif")  # the 'heif' extra (in 'dev'): phone_photo.heic is read, not refused
     d = tmp_path_factory.mktemp("corpus")
     rgb = _portrait()
     ref = predictor.predict(rgb).faces
@@ -133,6 +137,14 @@ def corpus(tmp_path_factory, predictor) -> tuple[Path, list[Case]]:
         good(name, tol=12.0)
     _save(d / "jpeg_named.png", pil, "JPEG", quality=95)
     good("jpeg_named.png")
+    shutil.copy(PHONE_HEIC, d / "phone_photo.heic")  # stored turned, HEIF rotation: read upright (pi-heif)
+    good("phone_photo.heic", tol=12.0)
+    if features.check("avif"):
+        _save(d / "photo.avif", pil, "AVIF", quality=90)
+        good("photo.avif", tol=12.0)
+    else:  # a Pillow without libavif: the file is named for what it is
+        (d / "photo.avif").write_bytes(b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + b"\x00" * 64)
+        cases.append(Case("photo.avif", error="AVIF image"))
     big = cv2.resize(rgb, (w * UPSCALE, h * UPSCALE), interpolation=cv2.INTER_LINEAR)
     _save(d / "panorama_50mp.jpg", Image.fromarray(big), "JPEG", quality=80)
     del big
@@ -163,6 +175,12 @@ def corpus(tmp_path_factory, predictor) -> tuple[Path, list[Case]]:
     cases.append(Case("empty.jpg", error="empty file"))
     (d / "bomb.png").write_bytes(_png_header_only(40_000, 40_000))
     cases.append(Case("bomb.png", error="exceeds the limit"))
+    for name, fourcc in (("clip.mp4", "mp4v"), ("clip.avi", "MJPG")):  # videos given as photos
+        video = cv2.VideoWriter(str(d / name), cv2.VideoWriter_fourcc(*fourcc), 10, (w, h))
+        for _ in range(3):
+            video.write(rgb[..., ::-1])
+        video.release()
+        cases.append(Case(name, error="a video, not an image (agegender demo --video"))
     (d / "notes.txt").write_text("a text file in the photo folder\n")
     cases.append(Case("notes.txt", error="not an image"))
     cases.append(Case("missing.jpg", error="no such file"))

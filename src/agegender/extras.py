@@ -40,6 +40,7 @@ MODULES: dict[str, tuple[str, str]] = {
     "multipart": ("python-multipart", "serve"),
     "fastapi_offline": ("fastapi-offline", "serve"),
     "dlib": ("dlib", "dlib"),
+    "pi_heif": ("pi-heif", "heif"),
     "pyarrow": ("pyarrow", "parquet"),
     "ray": ("Ray", "ray"),
 }

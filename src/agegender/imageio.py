@@ -1,6 +1,7 @@
 """Reading images from files or bytes into RGB uint8 arrays, safely.
 
-Handles EXIF orientation, greyscale/alpha/palette/16-bit/CMYK modes, and refuses decompression bombs.
+Handles EXIF orientation, greyscale/alpha/palette/16-bit/CMYK modes, HEIC/HEIF phone photos (with the
+`heif` extra, see `formats`), and refuses decompression bombs.
 `decode` is the one decoding rule: a full-size decode, or for JPEG a reduced one (1/2, 1/4, 1/8 in the
 DCT domain) when the caller says how many pixels it needs (see `lazyimage` for images decoded that way).
 """
@@ -19,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from .formats import enable_heif, sniff, unreadable_reason
+
 #: Largest image accepted, in decoded pixels (about 11k x 11k, 360 MB as RGB); larger files are refused from
 #: their header, before decoding (decompression bombs). Kept below Pillow's own bomb limit (~179 M pixels).
 MAX_PIXELS = 120_000_000
@@ -26,7 +29,9 @@ MAX_PIXELS = 120_000_000
 #: Largest image file read, in bytes (an uncompressed 16-bit RGB TIFF at MAX_PIXELS is about 720 MB).
 MAX_FILE_BYTES = 1 << 30
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+#: what a folder is searched for (HEIC/HEIF needs the `heif` extra; a file that cannot be read gets its own
+#: one-line error, the rest of the folder still runs)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif")
 
 
 class ImageLoadError(ValueError):
@@ -97,11 +102,27 @@ def open_checked(data: bytes, name: str, max_pixels: int) -> Image.Image:
     Call inside `decoding_errors`."""
     if not data:
         raise ImageLoadError(f"{name}: empty file")
-    img = Image.open(io.BytesIO(data))
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        img = _open_unidentified(data, name)
     w, h = img.size
     if w * h > max_pixels:
         raise ImageTooLargeError(f"{name}: image of {w}x{h} pixels exceeds the limit of {max_pixels} pixels")
     return img
+
+
+def _open_unidentified(data: bytes, name: str) -> Image.Image:
+    """Open what Pillow did not identify: a HEIC/HEIF photo once its optional reader is registered; for
+    anything else, NotAnImageError saying what the file is (an AVIF this Pillow cannot decode, a video) and
+    what reads it."""
+    kind = sniff(data)
+    if kind == "heif" and enable_heif():
+        try:
+            return Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            raise NotAnImageError(f"{name}: a HEIC/HEIF file the installed HEIF reader cannot open") from None
+    raise NotAnImageError(f"{name}: {unreadable_reason(kind)}")
 
 
 @dataclass(frozen=True)
