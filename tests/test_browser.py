@@ -129,6 +129,41 @@ def test_upload_draws_labels(server, frl_images, tmp_path):
         pw.stop()
 
 
+def test_upload_of_formats_the_browser_cannot_show(server, frl_images, tmp_path):
+    """A TIFF and a HEIC phone photo (stored turned): Chromium cannot show either, the server reads both. The
+    card shows the server's drawing of the result at the image's displayed size, and the API's faces and JSON."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    tiff = tmp_path / "portrait.tiff"
+    rgb = load_image(frl_images[2])
+    small = cv2.resize(rgb, (rgb.shape[1] // 3, rgb.shape[0] // 3), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(tiff), small[..., ::-1])
+    heic = Path(__file__).resolve().parent / "fixtures" / "phone_photo.heic"
+    pw, ctx = launch(tmp_path)
+    try:
+        page = ctx.new_page()
+        page.goto(server + "/")
+        for path, kind in ((tiff, "image/tiff"), (heic, "image/heic")):
+            with open(path, "rb") as f:
+                api = httpx.post(server + "/v1/predict", files={"file": (path.name, f, kind)}, timeout=60).json()
+            assert len(api["faces"]) == 1, api
+            page.set_input_files("#file-input", str(path))
+            card = f'.result-card.done[data-name="{path.name}"]'
+            page.wait_for_selector(card, timeout=60_000)
+            assert "server-drawn" in page.locator(card).get_attribute("class")
+            assert page.locator(f"{card} .face-box").count() == 0  # the boxes are in the drawing, not twice
+            size = page.evaluate(f"(() => {{ const i = document.querySelector('{card} img'); "
+                                 "return [i.naturalWidth, i.naturalHeight]; })()")
+            assert size == [api["width"], api["height"]], (path.name, size)
+            assert "the server's drawing" in page.locator(f"{card} .result-summary").inner_text()
+            row = page.locator(f"{card} tbody tr").first.locator("td").all_inner_texts()
+            assert row[1:3] == [f"{api['faces'][0]['age']:.1f}", api["faces"][0]["gender"]]
+            assert json.loads(page.locator(f"{card} .json").text_content()) == api
+        page.screenshot(path=str(ARTIFACTS / "browser-upload-server-drawn.png"), full_page=True)
+    finally:
+        ctx.close()
+        pw.stop()
+
+
 def write_y4m(path: Path, images: list[Path], size: tuple[int, int] = (640, 480), fps: int = 10,
               frames_each: int = 10) -> None:
     """A YUV4MPEG2 (4:2:0) video of the given photos, each letterboxed into `size` and held `frames_each`."""

@@ -8,14 +8,16 @@ const api = {
   maxFaces: () => $("#max-faces").value,
 };
 
-function predictUrl() {
+function predictUrl(annotate = false) {
   const q = new URLSearchParams({ threshold: api.threshold() });
   if (api.maxFaces()) q.set("max_faces", api.maxFaces());
+  if (annotate) q.set("annotate", "true");
   return "/v1/predict?" + q.toString();
 }
 
 // POST one image: a File goes as multipart (its name is reported back), a Blob as a raw image body.
-async function predict(blob, filename) {
+// annotate: also ask for the server's drawing of the result (a JPEG), for files this browser cannot show.
+async function predict(blob, filename, annotate = false) {
   let init;
   if (filename) {
     const form = new FormData();
@@ -24,7 +26,7 @@ async function predict(blob, filename) {
   } else {
     init = { method: "POST", body: blob, headers: { "Content-Type": blob.type || "image/jpeg" } };
   }
-  const response = await fetch(predictUrl(), init);
+  const response = await fetch(predictUrl(annotate), init);
   let body;
   try { body = await response.json(); } catch { body = { error: `HTTP ${response.status}` }; }
   if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
@@ -90,6 +92,17 @@ function setStatus(el, text, isError = false) {
   el.classList.toggle("error", isError);
 }
 
+// Whether this browser can show the file itself: Chromium and Firefox cannot show TIFF or HEIC, which the
+// server reads; those are shown as the server draws them.
+async function browserShows(file) {
+  try {
+    (await createImageBitmap(file)).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function handleFiles(files) {
   const status = $("#photos-status");
   const list = [...files];
@@ -102,17 +115,20 @@ async function handleFiles(files) {
     $(".result-title", card).textContent = file.name;
     $("#results").prepend(card);
     try {
-      const result = await predict(file, file.name);
+      const shown = await browserShows(file);
+      const result = await predict(file, file.name, !shown);
       const img = $("img", card);
       img.alt = file.name;
-      img.src = URL.createObjectURL(file);
+      img.src = shown ? URL.createObjectURL(file) : `data:image/jpeg;base64,${result.annotated_jpeg}`;
       await img.decode().catch(() => {});
-      drawFaces($(".overlay", card), result);
+      if (shown) drawFaces($(".overlay", card), result);  // else the boxes are in the server's drawing
+      card.classList.toggle("server-drawn", !shown);
       fillTable($("tbody", card), result);
       $(".result-summary", card).textContent =
         `${result.width}×${result.height} px, ${result.faces.length} face(s)` +
-        (result._serverMs != null ? `, ${Math.round(result._serverMs)} ms on the server` : "");
-      const { _serverMs, ...json } = result;
+        (result._serverMs != null ? `, ${Math.round(result._serverMs)} ms on the server` : "") +
+        (shown ? "" : " (this browser cannot show this format: the server's drawing)");
+      const { _serverMs, annotated_jpeg, ...json } = result;
       $(".json", card).textContent = compactJson(json);
       card.classList.add("done");
       done++;
