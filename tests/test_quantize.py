@@ -35,3 +35,40 @@ def test_int8_export_needs_calibration_data(tmp_path):
     assert res.returncode == 0 and (tmp_path / "x.onnx").read_bytes() == builtin_models()[FAST_MODEL].read_bytes()
     res = cli("export", str(tmp_path / "x.onnx"), "-o", str(tmp_path / "y.onnx"), check=False)
     assert res.returncode == 2 and "--int8" in res.stderr and "already an ONNX model" in res.stderr
+
+
+def _weight_range(path) -> tuple[int, int]:
+    """(min, max) over the int8 weights of a QDQ model (its INT8 initializers, read by DequantizeLinear)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    weights = [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert len(weights) >= 10, "no int8 weights"
+    return min(int(w.min()) for w in weights), max(int(w.max()) for w in weights)
+
+
+def test_int8_weights_take_7_bits_unless_full_range(prepared, tmp_path):
+    """By default the weights stay within -64..64, so that onnxruntime's int8 kernels on x86 CPUs without VNNI
+    (which add pairs of uint8 x int8 products in 16 bits) cannot saturate; --full-range uses all 8 bits."""
+    seven, eight = tmp_path / "seven.onnx", tmp_path / "eight.onnx"
+    for out, extra in ((seven, []), (eight, ["--full-range"])):
+        cli("export", FAST_MODEL, "-o", str(out), "--int8", "--calibration", str(prepared),
+            "--calibration-size", "16", *extra)
+    assert _weight_range(seven) == (-64, 64)
+    assert _weight_range(eight) == (-127, 127)
+    assert "7-bit weights" in read_config(str(seven)).card["quantized"]
+    assert "8-bit weights" in read_config(str(eight)).card["quantized"]
+
+
+def test_int8_export_needs_neither_torch_nor_sympy(prepared, tmp_path):
+    """--int8 of a built-in model needs onnx and onnxruntime only (the 'export' extra): with torch and sympy
+    blocked in the child it writes a working file (onnxruntime's symbolic shape inference, which needs sympy,
+    is not used)."""
+    from .test_missing_extras import run_cli
+
+    out = tmp_path / "int8.onnx"
+    res = run_cli(["export", FAST_MODEL, "-o", str(out), "--int8", "--calibration", str(prepared),
+                   "--calibration-size", "16"], ["torch", "sympy"])
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    assert "int8" in read_config(str(out)).card["quantized"]

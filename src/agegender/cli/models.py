@@ -18,6 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration", help="--int8: prepared dataset whose crops calibrate the activation ranges")
     p.add_argument("--calibration-split", default="train", help="--int8: split to draw crops from (train)")
     p.add_argument("--calibration-size", type=int, default=512, help="--int8: number of crops (512)")
+    p.add_argument("--full-range", action="store_true",
+                   help="--int8: weights on all 8 bits, for CPUs with VNNI (or ARM) only; the default 7 bits keep "
+                        "x86 CPUs without VNNI (AVX2 only) from saturating")
     p.set_defaults(func=cmd_export)
 
 
@@ -75,7 +78,7 @@ def _export_int8(a: argparse.Namespace, src: Path) -> int:
             from ..export.convert import weights_to_onnx
 
             onnx_src = weights_to_onnx(src, Path(tmp) / "float.onnx")
-        path = quantize_onnx(onnx_src, a.out, crops)
+        path = quantize_onnx(onnx_src, a.out, crops, full_range=a.full_range)
     print(f"wrote {path} (int8, calibrated on {len(crops)} crops of {a.calibration} {a.calibration_split})")
     return 0
 
