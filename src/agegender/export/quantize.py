@@ -39,9 +39,10 @@ def quantize_onnx(src: str | os.PathLike[str], out: str | os.PathLike[str], crop
 
     full_range: weights on the whole int8 range. By default they take 7 bits (-64..64): onnxruntime's int8
     convolutions on x86 CPUs without VNNI (AVX2 only, e.g. many AMD EPYCs) add pairs of uint8 x int8
-    products in 16 bits, which saturate with 8-bit weights (255 x 127 x 2 > 32767; 255 x 64 x 2 fits); measured on such a CPU, the default's int8 copy
-    then lost 0.12 years of UTKFace test MAE (0.02 when the same file ran without int8 kernels), with 7-bit
-    weights 0.06, on every CPU alike. full_range=True suits CPUs with VNNI (or ARM) only."""
+    products in 16 bits, which saturate with 8-bit weights (255 x 127 x 2 > 32767; 255 x 64 x 2 fits).
+    Measured on such a CPU, the default's int8 copy then lost 0.12 years of UTKFace test MAE (0.02 when the
+    same file ran without int8 kernels), with 7-bit weights 0.06, on every CPU alike. full_range=True suits
+    CPUs with VNNI (or ARM) only."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
