@@ -83,5 +83,44 @@ def test_info_report():
     assert Path(detectors["retinaface"]["path"]).is_file() and detectors["dlib-hog"]["available"]
     extras = {e["name"]: e for e in report["extras"]}
     assert all(extras[n]["installed"] for n in ("train", "prepare", "plots", "keras", "export", "serve", "dlib",
-                                                "parquet", "ray"))
+                                                "parquet", "ray", "heif"))
     assert cli("--version").stdout.startswith("agegender 0.1.0 (onnxruntime ")
+
+
+#: /proc/cpuinfo excerpts as Linux writes them (first processor; other lines cut): an x86 server with VNNI,
+#: an AVX2-only x86, a 64-bit ARM with dot-product instructions (ARM lists 'Features' and no model name)
+CPUINFO = {
+    "vnni": "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Platinum 8375C CPU @ "
+            "2.90GHz\nflags\t\t: fpu sse2 avx avx2 fma avx512f avx512dq avx512bw avx512vl avx512_vnni\n",
+    "avx2": "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx avx2 fma bmi2\n\n"
+            "processor\t: 1\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx avx2 avx512_vnni\n",
+    "arm": "processor\t: 0\nBogoMIPS\t: 243.75\nFeatures\t: fp asimd evtstrm aes crc32 atomics asimddp i8mm\n"
+           "CPU implementer\t: 0x41\n",
+}
+
+
+def test_cpu_features_from_cpuinfo():
+    from agegender.environment import cpu_features
+
+    assert cpu_features(CPUINFO["vnni"]) == ("Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz",
+                                             ["avx2", "avx512f", "avx512_vnni"])
+    assert cpu_features(CPUINFO["avx2"]) == ("AMD EPYC 7B13", ["avx2"])  # the first processor's flags only
+    assert cpu_features(CPUINFO["arm"]) == ("", ["asimddp", "i8mm"])
+    assert cpu_features("") == ("", [])
+
+
+def test_info_names_the_cpu_and_whether_full_range_int8_saturates():
+    """On this Linux machine: the CPU line and its JSON, read from the real /proc/cpuinfo."""
+    import os
+
+    from agegender.environment import INT8_FEATURES, cpu_features
+
+    real_name, real_features = cpu_features(Path("/proc/cpuinfo").read_text())
+    cpu = json.loads(cli("info", "--json").stdout)["cpu"]
+    assert cpu["cores"] == len(os.sched_getaffinity(0)) and cpu["int8_features"] == real_features
+    assert set(real_features) <= set(INT8_FEATURES) and cpu["model"] == (real_name or cpu["model"])
+    vnni = {"avx512_vnni", "avx_vnni", "amx_int8"} & set(real_features)
+    assert cpu["int8_saturates_full_range"] == (not vnni)  # an x86 machine (CI's and this one)
+    line = next(x for x in cli("info").stdout.splitlines() if x.startswith("cpu "))
+    assert f", {cpu['cores']} cores, int8 features: " in line
+    assert ("--full-range ones saturate here" in line) == cpu["int8_saturates_full_range"]

@@ -20,7 +20,10 @@ BASE_PACKAGES = ("numpy", "opencv-python", "pillow", "onnxruntime", "safetensors
 #: detectors that need an optional module
 DETECTOR_MODULES = {"dlib-hog": "dlib"}
 #: optional packages worth naming in a report when present
-OPTIONAL_PACKAGES = ("torch", "onnx", "h5py", "scipy", "matplotlib", "fastapi", "uvicorn", "dlib-bin")
+OPTIONAL_PACKAGES = ("torch", "onnx", "h5py", "scipy", "matplotlib", "fastapi", "uvicorn", "dlib-bin", "pi-heif")
+#: CPU features that decide how fast, and on x86 how exactly, onnxruntime runs int8 models: x86 without VNNI
+#: adds uint8 x int8 products in 16 bits (hence `export --int8`'s 7-bit weights); ARM's dot products
+INT8_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
 
 
 def _version(dist: str) -> str | None:
@@ -89,6 +92,36 @@ def detector_entries() -> list[dict[str, Any]]:
     return out
 
 
+def cpu_features(cpuinfo: str) -> tuple[str, list[str]]:
+    """The CPU's model name and which of INT8_FEATURES it has, from the text of Linux's /proc/cpuinfo
+    (x86 'flags' or ARM 'Features' of the first processor; ('', []) for text without them)."""
+    name, flags = "", set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware", "cpu model") and not name:
+            name = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = set(value.split())
+    return name, [f for f in INT8_FEATURES if f in flags]
+
+
+def cpu_entry() -> dict[str, Any]:
+    """Model, logical cores this process may use, and the int8-relevant features (Linux; elsewhere what
+    `platform` says, features unknown)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        name, features = cpu_features(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return {"model": platform.processor() or platform.machine(), "cores": cores, "int8_features": None}
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686")
+    vnni = any(f in features for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    return {"model": name or platform.machine(), "cores": cores, "int8_features": features,
+            "int8_saturates_full_range": x86 and not vnni}
+
+
 def onnxruntime_entry() -> dict[str, Any]:
     import onnxruntime as ort
 
@@ -112,6 +145,7 @@ def environment_report() -> dict[str, Any]:
                    "platform": platform.platform()},
         "packages": {d: (_opencv_version() if d == "opencv-python" else _version(d)) for d in BASE_PACKAGES}
         | {d: v for d in OPTIONAL_PACKAGES if (v := _version(d))},
+        "cpu": cpu_entry(),
         "onnxruntime": onnxruntime_entry(),
         "models": model_entries(),
         "detectors": detector_entries(),
@@ -120,11 +154,23 @@ def environment_report() -> dict[str, Any]:
     }
 
 
+def _cpu_line(cpu: dict[str, Any]) -> str:
+    features = cpu["int8_features"]
+    line = f"cpu {cpu['model']}, {cpu['cores']} cores"
+    if features is None:
+        return line + ", int8 features unknown"
+    line += f", int8 features: {', '.join(features) or 'none'}"
+    if cpu.get("int8_saturates_full_range"):
+        line += " (no VNNI: keep export --int8's default 7-bit weights; --full-range ones saturate here)"
+    return line
+
+
 def report_lines(report: dict[str, Any]) -> list[str]:
     """The report as the lines `agegender info` prints (paste them into a bug report)."""
     a, py, ort = report["agegender"], report["python"], report["onnxruntime"]
     lines = [f"agegender {a['version']} at {a['location']}, installed {a['install']}",
              f"python {py['version']} ({py['executable']}) on {py['platform']}",
+             _cpu_line(report["cpu"]),
              f"onnxruntime {ort['version']}, device {ort['device']}, providers: {', '.join(ort['providers'])}",
              "packages: " + ", ".join(f"{k} {v or 'MISSING'}" for k, v in report["packages"].items()),
              "models:"]
