@@ -3,8 +3,8 @@
 Pillow reads JPEG, PNG, WebP, TIFF, BMP and GIF itself (and AVIF in builds that carry libavif). Phone
 photos in HEIC/HEIF need a plugin: pi-heif (the `heif` extra; pillow-heif works too), registered with
 Pillow the first time such a file is seen, so that nothing is imported for the other formats. Videos are
-recognised only to say what reads them instead. Image-ops layer: imports only the standard library, Pillow
-and `extras`.
+recognised only to say what reads them instead. Image-ops layer: imports only the standard library and
+`extras` (the HEIF reader when a HEIF file needs it).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Literal
 
-from .extras import install_hint
+from .extras import MissingExtra
 
 Kind = Literal["heif", "avif", "video"]
 
@@ -75,7 +75,7 @@ def enable_heif() -> bool:
 def unreadable_reason(kind: Kind | None) -> str:
     """Why a file of this kind could not be opened, and what to do, in a few words (no file name)."""
     if kind == "heif":
-        return f"HEIC/HEIF image (phone photo): reading it needs pi-heif: {install_hint('heif')}"
+        return str(MissingExtra("pi_heif", purpose="HEIC/HEIF image (phone photo): reading it"))
     if kind == "avif":
         return "AVIF image: this Pillow build cannot decode AVIF (recent Pillow wheels can: pip install -U pillow)"
     if kind == "video":

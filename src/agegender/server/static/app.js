@@ -92,17 +92,6 @@ function setStatus(el, text, isError = false) {
   el.classList.toggle("error", isError);
 }
 
-// Whether this browser can show the file itself: Chromium and Firefox cannot show TIFF or HEIC, which the
-// server reads; those are shown as the server draws them.
-async function browserShows(file) {
-  try {
-    (await createImageBitmap(file)).close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function handleFiles(files) {
   const status = $("#photos-status");
   const list = [...files];
@@ -115,13 +104,21 @@ async function handleFiles(files) {
     $(".result-title", card).textContent = file.name;
     $("#results").prepend(card);
     try {
-      const shown = await browserShows(file);
-      const result = await predict(file, file.name, !shown);
+      // the photo itself where this browser can show it (one decode); Chromium and Firefox cannot show TIFF
+      // or HEIC, which the server reads: those are shown as the server draws them
       const img = $("img", card);
       img.alt = file.name;
-      img.src = shown ? URL.createObjectURL(file) : `data:image/jpeg;base64,${result.annotated_jpeg}`;
-      await img.decode().catch(() => {});
-      if (shown) drawFaces($(".overlay", card), result);  // else the boxes are in the server's drawing
+      const url = URL.createObjectURL(file);
+      img.src = url;
+      const shown = await img.decode().then(() => true, () => false);
+      const result = await predict(file, file.name, !shown);
+      if (shown) {
+        drawFaces($(".overlay", card), result);
+      } else {  // the boxes are in the server's drawing
+        URL.revokeObjectURL(url);
+        img.src = `data:image/jpeg;base64,${result.annotated_jpeg}`;
+        await img.decode().catch(() => {});
+      }
       card.classList.toggle("server-drawn", !shown);
       fillTable($("tbody", card), result);
       $(".result-summary", card).textContent =
