@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -70,3 +72,23 @@ def test_crop_size_cuts_larger_then_area_resizes_like_training(utk_subset):
         assert err_via < 0.75 * err_direct, (path.name, err_via, err_direct)
     with pytest.raises(ValueError):
         Preprocessing(size=64, crop_size=4)
+
+
+def test_network_input_is_exactly_the_float_formula_for_every_builtin_model():
+    """The fast path (bytes reordered first, normalised in place) gives bit for bit what converting to float
+    first gives, for each built-in model's preprocessing, on crops of a real photo (contiguous or not)."""
+    from agegender.imageio import load_image
+    from agegender.models.estimator import builtin_models, load_estimator
+
+    photo = load_image(Path(__file__).resolve().parents[1] / "src/agegender/assets/example.jpg")
+    for name in builtin_models():
+        prep = load_estimator(name).preprocessing
+        s = prep.size
+        crops = np.stack([photo[y : y + s, x : x + s] for y, x in ((0, 0), (40, 70), (90, 20))])
+        for batch in (crops, crops[:, ::-1, ::2].repeat(2, axis=2)):  # the second is a strided view
+            x = batch.astype(np.float32)
+            if prep.color == "BGR":
+                x = x[..., ::-1]
+            want = ((x - np.float32(prep.mean)) / np.float32(prep.std)).transpose(0, 3, 1, 2)
+            got = to_network_input(batch, prep)
+            assert got.dtype == np.float32 and got.flags.c_contiguous and np.array_equal(got, want), name
