@@ -5,6 +5,7 @@ states read back against the flags the server was started with."""
 from __future__ import annotations
 
 import collections
+import importlib.util
 import json
 import os
 import subprocess
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import features
 
+from agegender.formats import HEIF_MODULES
 from agegender.server.process import serve_process
 
 from .conftest import need_module
@@ -43,6 +46,9 @@ def test_schema_states_this_servers_limits(server):
     assert f"{MAX_UPLOAD_MB * 1024 * 1024} bytes and {MAX_PIXELS} decoded pixels" in body["description"]
     raw = {t: c["schema"] for t, c in body["content"].items() if t != "multipart/form-data"}
     assert {"image/jpeg", "image/png", "application/octet-stream"} <= set(raw)
+    # the types it decodes beyond Pillow's own, and only those (this venv: AVIF in Pillow, HEIC with pi-heif)
+    assert ("image/avif" in raw) == features.check("avif")
+    assert ("image/heic" in raw) == ("image/heif" in raw) == any(map(importlib.util.find_spec, HEIF_MODULES))
     assert all(s["format"] == "binary" and s["minLength"] == 1 and s["maxLength"] == MAX_UPLOAD_MB * 1024 * 1024
                for s in raw.values())
     assert body["content"]["multipart/form-data"]["schema"]["required"] == ["file"]

@@ -72,6 +72,27 @@ def enable_heif() -> bool:
     return False
 
 
+def avif_decodes() -> bool:
+    """Whether the installed Pillow decodes AVIF (its wheels carry libavif from Pillow 11.2 on)."""
+    from PIL import features
+
+    try:
+        return bool(features.check("avif"))
+    except ValueError:  # a Pillow older than its AVIF support does not know the feature's name
+        return False
+
+
+def readable_media_types() -> tuple[str, ...]:
+    """The image media types this process can decode: Pillow's own formats, AVIF where the installed Pillow
+    decodes it, HEIC/HEIF where a HEIF reader is installed (registering it, as `enable_heif` does)."""
+    types = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff")
+    if avif_decodes():
+        types += ("image/avif",)
+    if enable_heif():
+        types += ("image/heic", "image/heif")
+    return types
+
+
 def unreadable_reason(kind: Kind | None) -> str:
     """Why a file of this kind could not be opened, and what to do, in a few words (no file name)."""
     if kind == "heif":

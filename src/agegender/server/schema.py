@@ -11,10 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from ..formats import readable_media_types
 from .body import RAW_TYPES
-
-#: image media types the schema names (any image/* body is accepted; Pillow decides what decodes)
-IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff")
 
 
 class FaceOut(BaseModel):
@@ -91,21 +89,23 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def predict_body(max_upload_bytes: int, max_pixels: int) -> dict[str, Any]:
-    """The request body of POST /v1/predict: one image, raw or as the file part of a form."""
+    """The request body of POST /v1/predict: one image, raw or as the file part of a form. It names the image
+    media types this server decodes (any image/* body is accepted; Pillow decides what decodes)."""
     image = {"type": "string", "format": "binary", "minLength": 1, "maxLength": max_upload_bytes}
-    formats = ", ".join(IMAGE_TYPES)
+    types = readable_media_types()  # what this server decodes: AVIF and HEIC only where it can
+    formats = ", ".join(types)
     return {
         "required": True,
         "description": f"One image, as the raw body (Content-Type image/* or application/octet-stream) or as the "
-                       f"file part of multipart/form-data (field `file`). Any format Pillow decodes ({formats}, "
+                       f"file part of multipart/form-data (field `file`). Any format this server decodes ({formats}, "
                        f"...); at most {max_upload_bytes} bytes and {max_pixels} decoded pixels (413 above). "
                        f"The bytes must decode as an image: others get 415 (not an image) or 400 (corrupt, "
                        f"truncated, empty).",
         "content": {
             "multipart/form-data": {
                 "schema": {"type": "object", "required": ["file"], "properties": {"file": image}},
-                "encoding": {"file": {"contentType": ", ".join(IMAGE_TYPES)}},
+                "encoding": {"file": {"contentType": formats}},
             },
-            **{t: {"schema": image} for t in (*IMAGE_TYPES, *RAW_TYPES)},
+            **{t: {"schema": image} for t in (*types, *RAW_TYPES)},
         },
     }
