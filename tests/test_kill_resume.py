@@ -72,13 +72,84 @@ def test_train_killed_and_resumed_matches_an_uninterrupted_run(prepared_pair, tm
         assert wa.keys() == wb.keys() and all(np.array_equal(wa[k], wb[k]) for k in wa), name
 
 
-def test_predict_killed_leaves_no_half_written_results(frl_images, tmp_path):
-    out = tmp_path / "results.jsonl"
-    inputs = [str(p) for p in frl_images[:20]]
+@pytest.fixture(scope="module")
+def predict_inputs(frl_images, tmp_path_factory) -> list[str]:
+    """Eight real portraits, a corrupt file among them, and a portrait again under the same file name in
+    another folder (its annotated copy needs a second name)."""
+    odd = tmp_path_factory.mktemp("odd_inputs")
+    (odd / "broken.jpg").write_bytes(frl_images[0].read_bytes()[:300])  # a JPEG cut short
+    (odd / "again").mkdir()
+    twin = odd / "again" / frl_images[1].name
+    twin.write_bytes(frl_images[5].read_bytes())
+    return [*map(str, frl_images[:4]), str(odd / "broken.jpg"), str(twin), *map(str, frl_images[4:7])]
 
-    kill_at(["predict", *inputs, "--format", "jsonl", "-o", str(out), "--no-progress"], "results", 2)
-    partial = list(tmp_path.glob(".results.jsonl.tmp*"))
-    assert len(partial) == 1 and len(partial[0].read_text().splitlines()) == 2
-    assert not out.exists()  # the partial results sit only in a temporary file
-    cli("predict", *inputs[:3], "--format", "jsonl", "-o", str(out), "--no-progress")
-    assert len(out.read_text().splitlines()) == 3
+
+@pytest.fixture(scope="module")
+def straight_results(predict_inputs, tmp_path_factory) -> dict[str, tuple[bytes, list[str]]]:
+    """Each format's file and annotated copies' names from one uninterrupted run."""
+    out = {}
+    for fmt in ("jsonl", "csv"):
+        folder = tmp_path_factory.mktemp(f"straight_{fmt}")
+        run = cli("predict", *predict_inputs, "--format", fmt, "-o", str(folder / f"r.{fmt}"), "--save-dir",
+                  str(folder / "drawn"), "--no-progress", check=False)
+        assert run.returncode == 1, run.stderr  # the corrupt file
+        out[fmt] = (folder / f"r.{fmt}").read_bytes(), sorted(p.name for p in (folder / "drawn").iterdir())
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_predict_killed_resumes_to_the_file_of_an_uninterrupted_run(fmt, predict_inputs, straight_results,
+                                                                     tmp_path):
+    """SIGKILL after 6 images (the corrupt one among them), then the same command: the file is byte for byte
+    that of one uninterrupted run, each annotated copy under the same name, nothing left beside it. JSONL
+    resumes after the 6th image; CSV does the 6th again (its rows cannot say they were all written)."""
+    out, drawn = tmp_path / f"r.{fmt}", tmp_path / "drawn"
+    args = ["predict", *predict_inputs, "--format", fmt, "-o", str(out), "--save-dir", str(drawn), "--no-progress"]
+    kill_at(args, "results", 6)
+    partial = tmp_path / f".r.{fmt}.partial"
+    assert not out.exists() and partial.exists()
+    lines = partial.read_text().splitlines()
+    assert len(lines) == (6 if fmt == "jsonl" else 1 + 6)  # one face per portrait; CSV: a header
+    run = cli(*args, check=False)
+    assert run.returncode == 1, run.stderr  # the corrupt file, done before the kill, still counts
+    resumed = 6 if fmt == "jsonl" else 5
+    assert f"resuming {out}: {resumed} of 9 images are in its partial results already; running the other " \
+           f"{9 - resumed}" in run.stderr
+    want, names = straight_results[fmt]
+    assert out.read_bytes() == want
+    assert sorted(p.name for p in drawn.iterdir()) == names and len(names) == 8
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drawn", f"r.{fmt}"]
+
+
+def test_predict_resume_cuts_a_torn_line_and_refuses_other_settings_or_inputs(predict_inputs, straight_results,
+                                                                              tmp_path):
+    out = tmp_path / "r.jsonl"
+    args = ["predict", *predict_inputs, "--format", "jsonl", "-o", str(out), "--no-progress"]
+    kill_at(args, "results", 3)
+    partial = tmp_path / ".r.jsonl.partial"
+    with open(partial, "ab") as f:
+        f.write(b'{"image": "' + predict_inputs[3].encode() + b'", "width": 13')  # the kill in mid-write
+    before = partial.read_bytes()
+    other = cli(*args, "--threshold", "0.9", check=False)
+    assert other.returncode == 1 and len(other.stderr.strip().splitlines()) == 1, other.stderr
+    assert "were made with other settings (score_threshold 0.6 -> 0.9)" in other.stderr
+    assert partial.read_bytes() == before and not out.exists()  # refused: nothing touched
+    fewer = cli(*[a for a in args if a != predict_inputs[1]], check=False)
+    assert fewer.returncode == 1 and f"hold images these inputs do not name ({predict_inputs[1]}, ...)" in \
+        fewer.stderr, fewer.stderr
+    run = cli(*args, check=False)
+    assert run.returncode == 1 and "3 of 9 images are in its partial results already" in run.stderr
+    assert out.read_bytes() == straight_results["jsonl"][0]
+
+
+def test_predict_table_to_a_file_and_a_second_writer(predict_inputs, tmp_path):
+    """A table file appears complete, with nothing beside it; while a run writes r.jsonl, a second is refused."""
+    from agegender.inference.partial_results import PartialResults
+
+    table = tmp_path / "r.txt"
+    cli("predict", *predict_inputs[:2], "-o", str(table), "--no-progress")
+    assert table.read_text().count("1 face(s)") == 2 and sorted(p.name for p in tmp_path.iterdir()) == ["r.txt"]
+    with PartialResults(tmp_path / "r.jsonl", "jsonl", {"model": "default"}):
+        run = cli("predict", *predict_inputs[:2], "--format", "jsonl", "-o", str(tmp_path / "r.jsonl"),
+                  "--no-progress", check=False)
+    assert run.returncode == 1 and "another run is writing it" in run.stderr, run.stderr

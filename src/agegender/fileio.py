@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -42,3 +42,14 @@ def sha256_of(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def lock_or_refuse(f: IO, busy: str) -> None:
+    """Take an exclusive lock (flock) on the open file `f`, held until it is closed; RuntimeError(busy) when
+    another process holds it."""
+    import fcntl
+
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RuntimeError(busy) from None

@@ -18,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["table", "jsonl", "csv", "parquet"], default="table",
                    help="parquet: -o names a folder of Parquet files; rerunning into it skips the images already "
                         "there (resumes a killed run)")
-    p.add_argument("-o", "--output", help="write results here instead of standard output")
+    p.add_argument("-o", "--output", help="write results here instead of standard output (complete files only: "
+                   "a killed jsonl or csv run resumes when the same command runs again)")
     p.add_argument("--save-dir", help="write annotated copies of the images into this folder")
     p.add_argument("--max-faces", type=int, help="keep the N largest faces per image")
     p.add_argument("--min-face", type=float, default=10.0,

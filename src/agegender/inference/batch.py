@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 import os
@@ -19,50 +20,52 @@ from ..extras import require
 from ..imageio import ImageLoadError, save_image
 from ..lazyimage import LazyImage
 from ..types import ImageResult
+from .partial_results import CSV_COLUMNS, PartialResults
 from .predictor import Predictor, expand_inputs, face_predictions
 from .settings import FAST_DETECTOR_SIDE, FAST_MODEL, PredictorSpec, predictor_settings, use_fast_detector
 
 __all__ = ["CSV_COLUMNS", "FAST_DETECTOR_SIDE", "FAST_MODEL", "ResultWriter", "predict_stream", "run_predict",
            "use_fast_detector"]
 
-CSV_COLUMNS = ["image", "width", "height", "face", "x1", "y1", "x2", "y2", "score", "age", "gender",
-               "gender_probability", "error"]
-
-
 class ResultWriter:
-    """Streams ImageResults to a text stream as a table, JSON lines or CSV (one row per face)."""
+    """Streams ImageResults to a text stream as a table, JSON lines or CSV (one row per face). Each image's
+    text is written in one piece and flushed (what a resumed run reads back: `partial_results`). header:
+    whether a CSV starts with its header row (not when appending to one)."""
 
-    def __init__(self, stream: IO[str], fmt: str) -> None:
+    def __init__(self, stream: IO[str], fmt: str, header: bool = True) -> None:
         if fmt not in ("table", "jsonl", "csv"):
             raise ValueError(f"unknown format {fmt!r}")
         self.stream, self.fmt = stream, fmt
-        self._csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
-        if self._csv:
-            self._csv.writerow(CSV_COLUMNS)
+        if fmt == "csv" and header:
+            csv.writer(stream, lineterminator="\n").writerow(CSV_COLUMNS)
 
     def write(self, r: ImageResult) -> None:
+        self.stream.write(self.text(r))
+        self.stream.flush()
+
+    def text(self, r: ImageResult) -> str:
+        """The image's line(s) in this writer's format."""
         if self.fmt == "jsonl":
-            self.stream.write(json.dumps(r.to_json()) + "\n")
-        elif self._csv is not None:
+            return json.dumps(r.to_json()) + "\n"
+        if self.fmt == "csv":
+            buf = io.StringIO()
+            rows = csv.writer(buf, lineterminator="\n")
             if r.error or not r.faces:
-                self._csv.writerow([r.image, r.width, r.height, "", "", "", "", "", "", "", "", "", r.error or ""])
+                rows.writerow([r.image, r.width, r.height, "", "", "", "", "", "", "", "", "", r.error or ""])
             for i, f in enumerate(r.faces):
                 j = f.to_json()
-                self._csv.writerow([r.image, r.width, r.height, i, *j["box"], j["score"], j["age"], j["gender"],
-                                    j["gender_probability"], ""])
-        else:
-            if r.error:
-                reason = r.error.removeprefix(f"{r.image}: ")  # the message names the file already
-                self.stream.write(f"{r.image}: error: {reason}\n")
-                return
-            self.stream.write(f"{r.image} ({r.width}x{r.height}): {len(r.faces)} face(s){skipped_note(r)}\n")
-            for i, f in enumerate(r.faces):
-                x1, y1, x2, y2 = (round(v) for v in f.detection.box)
-                self.stream.write(
-                    f"  #{i + 1}  age {f.age:5.1f}  {f.gender.label:<6} (p={f.gender_probability:.2f})  "
-                    f"box [{x1}, {y1}, {x2}, {y2}]  score {f.detection.score:.2f}\n"
-                )
-        self.stream.flush()
+                rows.writerow([r.image, r.width, r.height, i, *j["box"], j["score"], j["age"], j["gender"],
+                               j["gender_probability"], ""])
+            return buf.getvalue()
+        if r.error:
+            reason = r.error.removeprefix(f"{r.image}: ")  # the message names the file already
+            return f"{r.image}: error: {reason}\n"
+        lines = [f"{r.image} ({r.width}x{r.height}): {len(r.faces)} face(s){skipped_note(r)}\n"]
+        for i, f in enumerate(r.faces):
+            x1, y1, x2, y2 = (round(v) for v in f.detection.box)
+            lines.append(f"  #{i + 1}  age {f.age:5.1f}  {f.gender.label:<6} (p={f.gender_probability:.2f})  "
+                         f"box [{x1}, {y1}, {x2}, {y2}]  score {f.detection.score:.2f}\n")
+        return "".join(lines)
 
 
 def skipped_text(counts: dict[str, int]) -> str:
@@ -187,7 +190,7 @@ def run_predict(
 
     if fmt == "parquet":
         return _predict_to_parquet(list(dict.fromkeys(paths)), pred, results, output, part_images, progress)
-    return _predict_to_stream(paths, pred, results(paths), fmt, output, save_dir, progress)
+    return _predict_to_stream(paths, pred, results, fmt, output, save_dir, progress)
 
 
 def _progress(total: int, progress: bool):  # -> tqdm
@@ -216,39 +219,60 @@ class _Tally:
                   f"(--min-face {pred.min_face:g} px, --max-faces {pred.max_faces})", file=sys.stderr)
 
 
-def _predict_to_stream(paths: list[str], pred: Predictor, results: Iterator, fmt: str, output: str | None,
+def _predict_to_stream(paths: list[str], pred: Predictor, results, fmt: str, output: str | None,
                        save_dir: str | None, progress: bool) -> int:
-    """Table, JSONL or CSV to standard output or to `output` (written under a temporary name, then renamed)."""
-    # the results file is written under a temporary name and renamed when complete: a killed run never
-    # leaves a half-written file under the name asked for
-    tmp_output = Path(output).with_name(f".{Path(output).name}.tmp{os.getpid()}") if output else None
-    if tmp_output:
-        tmp_output.parent.mkdir(parents=True, exist_ok=True)
-    stream: IO[str] = open(tmp_output, "w", encoding="utf-8") if tmp_output else sys.stdout  # noqa: SIM115
-    tally = _Tally()
-    used: set[str] = set()
+    """Table, JSONL or CSV to standard output, or to the file `output` through its partial file: a JSONL or
+    CSV run that was killed or interrupted resumes, and `output` appears only when complete (partial_results)."""
+    if not output:
+        return _write_results(paths, pred, results, ResultWriter(sys.stdout, fmt), save_dir, progress)
+    from .result_rows import model_info
+
+    info = model_info(pred.estimator)
+    sink = PartialResults(output, fmt, {"model": info.name, "model_version": info.version,
+                                        **predictor_settings(pred)})
     try:
-        writer = ResultWriter(stream, fmt)
-        bar = _progress(len(paths), progress)
-        for result, image in results:
-            tally.add(result, bar)
-            writer.write(result)
-            if save_dir and image is not None:
-                try:  # drawn on the full-size image (decoded now), never on what the faces were cut from
-                    save_image(os.path.join(save_dir, annotated_name(result.image, used)),
-                               annotate(image.full(), result.faces))
-                except ImageLoadError as exc:
-                    tally.failures += 1
-                    bar.write(f"agegender predict: annotated copy not written: {exc}", file=sys.stderr)
-            bar.update(1)
-        bar.close()
-        if tmp_output:
-            stream.close()
-            os.replace(tmp_output, output)  # type: ignore[arg-type]
-    finally:
-        if tmp_output and not stream.closed:
-            stream.close()
-            tmp_output.unlink(missing_ok=True)
+        todo = sink.todo(paths)
+        if len(todo) < len(paths):
+            print(f"agegender predict: resuming {output}: {len(paths) - len(todo)} of {len(paths)} images are "
+                  f"in its partial results already; running the other {len(todo)}", file=sys.stderr)
+        used: set[str] = set()
+        for image, failed in sink.records:  # the annotated copies' names, as the first run gave them
+            if not failed:
+                annotated_name(image, used)
+        code = _write_results(todo, pred, results, ResultWriter(sink.stream, fmt, header=sink.is_new), save_dir,
+                              progress, failures=sink.errors, used=used)
+        sink.finish()
+        return code
+    except BaseException:
+        sink.close()
+        if fmt == "table":  # a table is not read back: nothing to keep
+            sink.discard()
+        else:
+            print(f"agegender predict: stopped; the results written so far are kept in {sink.path}: the same "
+                  "command resumes", file=sys.stderr)
+        raise
+
+
+def _write_results(paths: list[str], pred: Predictor, results, writer: ResultWriter, save_dir: str | None,
+                   progress: bool, failures: int = 0, used: set[str] | None = None) -> int:
+    """Run `results(paths)` into `writer`, each image's annotated copy (with save_dir) before its result: a
+    written result says the image is done. failures: those of images done before (a resumed run). Returns the
+    exit status: 1 if any image failed."""
+    tally, used = _Tally(), set() if used is None else used
+    tally.failures = failures
+    bar = _progress(len(paths), progress)
+    for result, image in results(paths) if paths else ():
+        tally.add(result, bar)
+        if save_dir and image is not None:
+            try:  # drawn on the full-size image (decoded now), never on what the faces were cut from
+                save_image(os.path.join(save_dir, annotated_name(result.image, used)),
+                           annotate(image.full(), result.faces))
+            except ImageLoadError as exc:
+                tally.failures += 1
+                bar.write(f"agegender predict: annotated copy not written: {exc}", file=sys.stderr)
+        writer.write(result)
+        bar.update(1)
+    bar.close()
     tally.summary(pred)
     return 1 if tally.failures else 0
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..extras import require
-from ..fileio import atomic_write_json
+from ..fileio import atomic_write_json, lock_or_refuse
 from ..types import ImageResult
 from .result_rows import COLUMNS, ModelInfo, result_rows
 
@@ -149,12 +149,10 @@ class ParquetResults:
 
 
 def _lock(path: Path):  # -> an open file holding an exclusive flock
-    import fcntl
-
     f = open(path, "a+")  # noqa: SIM115 - held open for the life of the writer
     try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        lock_or_refuse(f, f"{path.parent}: another run is writing into this folder")
+    except BaseException:
         f.close()
-        raise RuntimeError(f"{path.parent}: another run is writing into this folder") from None
+        raise
     return f
