@@ -73,6 +73,27 @@ def _to_rgb(img: Image.Image, writable: bool = True) -> np.ndarray:
     return arr.copy() if writable else arr
 
 
+def pil_to_rgb(img: Image.Image) -> np.ndarray:
+    """A PIL image of any mode as an (H, W, 3) uint8 RGB array, upright by its EXIF orientation as the same
+    image read from its file would be (alpha composited on white, 16-bit scaled, as for files)."""
+    with decoding_errors(getattr(img, "filename", "") or "<PIL image>", MAX_PIXELS):
+        img.load()
+        return _to_rgb(_exif_upright(img)[0])
+
+
+def array_to_rgb(image: np.ndarray) -> np.ndarray:
+    """An (H, W, 3) uint8 RGB array as it is; (H, W) or (H, W, 1) grey and (H, W, 4) RGBA uint8 arrays as
+    RGB (alpha composited on white, as for files). ValueError, saying what to pass, for anything else."""
+    if image.dtype != np.uint8:
+        hint = " (for values in 0..1: (x * 255).round().astype(np.uint8))" if image.dtype.kind == "f" else ""
+        raise ValueError(f"expected a uint8 image with values 0..255, got {image.dtype}{hint}")
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 4)):
+        return _to_rgb(Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image))
+    raise ValueError(f"expected an (H, W, 3) RGB, (H, W) grey or (H, W, 4) RGBA uint8 image, got {image.shape}")
+
+
 @contextmanager
 def decoding_errors(name: str, max_pixels: int) -> Iterator[None]:
     """Turn whatever Pillow raises while opening or decoding `name` into an ImageLoadError with a one-line

@@ -27,7 +27,17 @@ import cv2
 import numpy as np
 
 from .align import crop_face, crop_scale
-from .imageio import MAX_PIXELS, TRANSPOSING_ORIENTATIONS, decode, probe, read_image_file
+from .imageio import (
+    MAX_FILE_BYTES,
+    MAX_PIXELS,
+    TRANSPOSING_ORIENTATIONS,
+    ImageTooLargeError,
+    array_to_rgb,
+    decode,
+    pil_to_rgb,
+    probe,
+    read_image_file,
+)
 from .types import Detection, Preprocessing
 
 #: the reductions a JPEG can be decoded at (1/8, 1/4, 1/2, full size), coarsest first
@@ -38,6 +48,34 @@ _FLIPS_X, _FLIPS_Y = (2, 3, 6, 7), (3, 4, 7, 8)
 #: the full-size crop path shrinks the face region to twice the crop size before its final warp (see
 #: align.crop_face), and 2 keeps that step a true downsampling on the view too
 MIN_PIXELS_PER_CROP_PIXEL = 2.0
+
+
+def as_lazy_image(source: object) -> LazyImage:
+    """Any image a caller may hold, as a LazyImage: a file path (str or os.PathLike), encoded image bytes
+    (bytes, bytearray, memoryview) or a binary file object (its `read()`; both decoded lazily, as a file is),
+    a PIL image (EXIF orientation applied, as for its file), a uint8 array (H, W, 3) RGB, (H, W) grey or
+    (H, W, 4) RGBA, or a LazyImage. TypeError for anything else; ImageLoadError for what does not decode."""
+    if isinstance(source, LazyImage):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        return LazyImage.open(source)
+    if isinstance(source, np.ndarray):
+        return LazyImage.from_array(array_to_rgb(source))
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return LazyImage.from_bytes(bytes(source))
+    if callable(getattr(source, "read", None)):
+        name = getattr(source, "name", None)
+        data = source.read(MAX_FILE_BYTES + 1)
+        if not isinstance(data, bytes):
+            raise TypeError("a file object of an image must be opened in binary mode ('rb')")
+        name = name if isinstance(name, str) else "<stream>"
+        if len(data) > MAX_FILE_BYTES:
+            raise ImageTooLargeError(f"{name}: over the limit of {MAX_FILE_BYTES} bytes")
+        return LazyImage.from_bytes(data, name)
+    if hasattr(source, "getexif") and hasattr(source, "mode"):  # a PIL image (PIL is imported by imageio)
+        return LazyImage.from_array(pil_to_rgb(source), getattr(source, "filename", "") or "<PIL image>")
+    raise TypeError(f"expected an image: a file path, encoded bytes, a binary file object, a PIL image or a "
+                    f"uint8 array, got {type(source).__name__}")
 
 
 @dataclass(frozen=True)

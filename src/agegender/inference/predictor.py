@@ -13,14 +13,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from ..align import crop_faces
 from ..detectors import create_detector
 from ..detectors.base import FaceDetector, detect_faces, select_faces
-from ..imageio import ImageLoadError
-from ..lazyimage import LazyImage, crop_faces_from
+from ..imageio import ImageLoadError, array_to_rgb
+from ..lazyimage import LazyImage, as_lazy_image, crop_faces_from
 from ..models.estimator import Estimator, load_estimator
 from ..types import Detection, FacePrediction, Gender, ImageResult
 
@@ -109,16 +110,15 @@ class Predictor:
         return ImageResult(image.name, image.width, image.height, faces, skipped_faces=skipped)
 
     def predict_array(self, image: np.ndarray, name: str = "<array>") -> ImageResult:
-        """Faces of an (H, W, 3) uint8 RGB array."""
-        return self.predict_image(LazyImage.from_array(image, name))
+        """Faces of an (H, W, 3) uint8 RGB array (or (H, W) grey, (H, W, 4) RGBA: see as_lazy_image)."""
+        return self.predict_image(LazyImage.from_array(array_to_rgb(image), name))
 
-    def predict(self, source: str | os.PathLike[str] | np.ndarray | LazyImage) -> ImageResult:
-        """Faces of one image file, RGB array or lazy image. A bad file raises ImageLoadError."""
-        if isinstance(source, np.ndarray):
-            return self.predict_array(source)
-        if isinstance(source, LazyImage):
-            return self.predict_image(source)
-        return self.predict_image(LazyImage.open(source))
+    def predict(self, source: str | os.PathLike[str] | bytes | BinaryIO | np.ndarray | LazyImage | Any
+                ) -> ImageResult:
+        """Faces of one image: a file path, encoded bytes or a binary file object (decoded only as far as the
+        answer needs), a PIL image, a uint8 RGB/grey/RGBA array, or a LazyImage (see `as_lazy_image`). A bad
+        file raises ImageLoadError; what is not an image at all, TypeError."""
+        return self.predict_image(as_lazy_image(source))
 
     def predict_many(self, paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[ImageResult, LazyImage | None]]:
         """Yield (result, image) per path, in order; an unreadable file yields a result with .error set
