@@ -109,3 +109,29 @@ def test_import_does_not_pull_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_threshold_applies_to_any_detector_and_out_of_range_settings_are_refused(predictor):
+    """--threshold with dlib's HOG detector (which takes none itself) keeps the faces it scores above the
+    threshold, the same boxes and answers as without it (the example photo: its face at 0.77, and a false
+    one at 0.53); a threshold outside 0..1 or a negative face setting is refused in one line."""
+    from agegender.server.service import EXAMPLE_IMAGE, PredictService
+
+    from .conftest import need_module
+
+    need_module("dlib", "the dev extra has dlib-bin")
+    photo = load_image(EXAMPLE_IMAGE)
+    every = Predictor(detector="dlib-hog").predict(photo).faces
+    kept = Predictor(detector="dlib-hog", score_threshold=0.6).predict(photo).faces
+    assert len(kept) < len(every)  # the threshold takes something away here
+    assert [(f.detection.box, f.age) for f in kept] == \
+        [(f.detection.box, f.age) for f in every if f.detection.score > 0.6]
+    assert PredictService(Predictor(detector="dlib-hog", score_threshold=0.3)).min_threshold == 0.3
+    for bad, flag in (({"score_threshold": 1.5}, "--threshold"), ({"score_threshold": -0.1}, "--threshold"),
+                      ({"min_face": -1}, "--min-face"), ({"max_faces": -1}, "--max-faces")):
+        with pytest.raises(ValueError, match=flag):
+            Predictor(**bad)
+    out = subprocess.run([sys.executable, "-m", "agegender.cli", "predict", "--threshold", "2", "--no-progress"],
+                         capture_output=True, text=True)
+    assert out.returncode == 1 and out.stderr.strip() == \
+        "agegender predict: error: score_threshold (--threshold) is a detector score within 0..1, got 2"

@@ -36,6 +36,9 @@ class Predictor:
     model: built-in name, weights file (.onnx/.safetensors) or training run folder.
     detector: detector name or a ready FaceDetector. max_faces: keep the largest N faces per image.
     min_face: skip faces whose shorter box side is under this many pixels (counted in `skipped_faces`).
+    score_threshold: the least detector score (0..1) a face must exceed: RetinaFace's own threshold when the
+    detector is named "retinaface"; for any other detector, faces scored at or under it are dropped after
+    detection (`self.score_threshold`; None: the detector's own default).
     flip_tta: average each face with its mirror image (slower, slightly more accurate).
     device: cpu, or cuda[:N] for the detector and an .onnx model on onnxruntime's CUDA provider (needs the
     onnxruntime-gpu package; a clear RuntimeError otherwise). threads: onnxruntime threads per session.
@@ -53,8 +56,7 @@ class Predictor:
         device: str = "cpu",
         threads: int | None = None,
     ) -> None:
-        if max_faces is not None and max_faces < 0:
-            raise ValueError(f"max_faces must be 0 or more, got {max_faces}")
+        check_settings(score_threshold, max_faces, min_face)
         self.estimator = model if hasattr(model, "estimate") else load_estimator(model, device, threads)  # type: ignore[arg-type]
         if isinstance(detector, str):
             kwargs: dict[str, object] = {"max_faces": None, "min_face": 0.0}  # the predictor selects and counts
@@ -65,7 +67,9 @@ class Predictor:
             if device != "cpu" and detector == "retinaface":
                 kwargs["device"] = device
             detector = create_detector(detector, **kwargs)
+            score_threshold = None if "score_threshold" in kwargs else score_threshold  # taken by the detector
         self.detector = detector
+        self.score_threshold = score_threshold
         self.max_faces = max_faces
         self.min_face = min_face
         self.flip_tta = flip_tta
@@ -99,7 +103,10 @@ class Predictor:
     def detect(self, image: LazyImage) -> tuple[list[Detection], dict[str, int]]:
         """The faces to estimate (largest first, in original pixels) and the skipped counts, as `predict`
         selects them. Raises ImageLoadError if the image cannot be decoded."""
-        return select_faces(detect_faces(self.detector, image), self.min_face, self.max_faces)
+        found = detect_faces(self.detector, image)
+        if self.score_threshold is not None:
+            found = [d for d in found if d.score > self.score_threshold]
+        return select_faces(found, self.min_face, self.max_faces)
 
     def predict_image(self, image: LazyImage) -> ImageResult:
         """Faces of a lazily decoded image (see agegender.lazyimage): detection on the coarsest view the
@@ -132,6 +139,19 @@ class Predictor:
                 yield ImageResult(str(p), 0, 0, [], error=str(exc)), None
                 continue
             yield result, image
+
+
+def check_settings(score_threshold: float | None, max_faces: int | None, min_face: float) -> None:
+    """ValueError, in one line naming the setting and its CLI flag, for settings out of range (a threshold
+    above 1 would silently find nothing)."""
+    if max_faces is not None and max_faces < 0:
+        raise ValueError(f"max_faces (--max-faces) must be 0 or more, got {max_faces}")
+    if min_face < 0:
+        raise ValueError(f"min_face (--min-face) must be 0 or more pixels, got {min_face:g}")
+    if score_threshold is None:
+        return
+    if not 0.0 <= score_threshold <= 1.0:
+        raise ValueError(f"score_threshold (--threshold) is a detector score within 0..1, got {score_threshold:g}")
 
 
 def face_predictions(detections: list[Detection], ages: np.ndarray, p_female: np.ndarray) -> list[FacePrediction]:

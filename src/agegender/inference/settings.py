@@ -64,7 +64,7 @@ def predictor_settings(predictor: Predictor) -> dict[str, Any]:
     det = predictor.detector
     return {
         "detector": getattr(det, "name", type(det).__name__),
-        "score_threshold": getattr(det, "score_threshold", None),
+        "score_threshold": getattr(det, "score_threshold", predictor.score_threshold),
         "detector_max_side": getattr(det, "max_side", None),
         "min_face": predictor.min_face,
         "max_faces": predictor.max_faces,

@@ -43,7 +43,8 @@ class PredictService:
                  default_threshold: float | None = None, workers: int | None = None) -> None:
         self.predictor = predictor
         self.max_pixels = max_pixels
-        self.min_threshold = float(getattr(predictor.detector, "score_threshold", 0.0))
+        own = getattr(predictor.detector, "score_threshold", None)  # RetinaFace's; else the predictor's own floor
+        self.min_threshold = float(own if own is not None else predictor.score_threshold or 0.0)
         self.default_threshold = max(self.min_threshold, default_threshold or self.min_threshold)
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.executor = ThreadPoolExecutor(self.workers, thread_name_prefix="agegender-predict")
