@@ -7,6 +7,8 @@ import csv
 import io
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +105,17 @@ def test_flip_tta_is_the_mean_of_the_face_and_its_mirror_image(frl_images):
         assert abs(shown - p_female) <= 1e-4 + 1e-6, (path, face, p_female)
         changed += abs(face["age"] - p["faces"][0]["age"]) >= 0.1
     assert changed >= 1  # the flag reaches the model
+
+
+@pytest.mark.parametrize("argv", [["predict", "--workers", "0"], ["predict", "--part-size", "-5"],
+                                  ["serve", "--workers", "0"],
+                                  ["prepare", "utkface", "x", "-o", "y", "--chunk-size", "0"],
+                                  ["train", "x", "-o", "y", "--batch-size", "two"]])
+def test_counts_out_of_range_are_refused_before_anything_runs(argv):
+    """Counts that must be 1 or more (workers, images per file, batch sizes, ...) are refused by the parser in
+    one line naming the flag, with argparse's exit status 2, before a model or dataset is touched."""
+    out = subprocess.run([sys.executable, "-m", "agegender.cli", *argv], capture_output=True, text=True)
+    flag, value = argv[-2], argv[-1]
+    reason = f"expected a whole number, got '{value}'" if value == "two" else f"must be 1 or more, got {int(value)}"
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1] == \
+        f"agegender {argv[0]}: error: argument {flag}: {reason}", out.stderr

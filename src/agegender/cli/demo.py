@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .args import positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -18,16 +20,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--dir", help="folder of images, shown one at a time")
     p.add_argument("--model", default="default", help="built-in name, weights file or run folder")
     p.add_argument("--detector", default="retinaface", help="retinaface (default) or dlib-hog")
-    p.add_argument("--detect-every", type=int, default=2, metavar="N",
+    p.add_argument("--detect-every", type=positive_int, default=2, metavar="N",
                    help="run the detector on every N-th frame and track in between (default 2)")
     p.add_argument("--reestimate", action="store_true",
                    help="estimate age and gender on every frame, also between detections (slower)")
-    p.add_argument("--max-side", type=int, default=384,
+    p.add_argument("--max-side", type=positive_int, default=384,
                    help="detector input's longer side in pixels (smaller: faster, misses small faces; default 384)")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="inference threads (default 1: leaves a core for decoding and drawing, and the least "
                    "CPU wasted on a busy machine)")
-    p.add_argument("--smooth", type=int, default=10, metavar="K", help="average each person's last K readings")
+    p.add_argument("--smooth", type=positive_int, default=10, metavar="K", help="average each person's last K readings")
     p.add_argument("--max-faces", type=int, help="follow at most the N largest faces")
     p.add_argument("--threshold", type=float, help="detector score threshold (0..1)")
     p.add_argument("-o", "--output", help="write the annotated video here (.mp4, .avi, .mov)")

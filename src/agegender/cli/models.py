@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..extras import require
+from .args import positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="quantize to int8 (static; needs --calibration); MODEL may then also be an .onnx model")
     p.add_argument("--calibration", help="--int8: prepared dataset whose crops calibrate the activation ranges")
     p.add_argument("--calibration-split", default="train", help="--int8: split to draw crops from (train)")
-    p.add_argument("--calibration-size", type=int, default=512, help="--int8: number of crops (512)")
+    p.add_argument("--calibration-size", type=positive_int, default=512, help="--int8: number of crops (512)")
     p.add_argument("--full-range", action="store_true",
                    help="--int8: weights on all 8 bits, for CPUs with VNNI (or ARM) only; the default 7 bits keep "
                         "x86 CPUs without VNNI (AVX2 only) from saturating")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .args import positive_int
+
 EXAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "example.jpg"
 
 
@@ -29,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fast", action="store_true",
                    help="faster, slightly less accurate: the 'fast' model and a 320 px detector input "
                         "(see README, Benchmarks)")
-    p.add_argument("--workers", type=int, default=2, help="decoding and detection threads (default 2)")
+    p.add_argument("--workers", type=positive_int, default=2, help="decoding and detection threads (default 2)")
     p.add_argument("--device", default="cpu",
                    help="cpu (default), or cuda / cuda:N: onnxruntime's CUDA provider (needs onnxruntime-gpu)")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
@@ -37,9 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "docs/ray.md)")
     p.add_argument("--address", help="with --engine ray: the cluster's address HOST:PORT or 'auto' (default: "
                    "$RAY_ADDRESS, else a new local cluster)")
-    p.add_argument("--num-workers", type=int,
+    p.add_argument("--num-workers", type=positive_int,
                    help="with --engine ray: actors, each loading the model once (default: one per cluster CPU)")
-    p.add_argument("--part-size", type=int, default=1000,
+    p.add_argument("--part-size", type=positive_int, default=1000,
                    help="with --format parquet: images per Parquet file (default 1000): what a killed run can lose")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_predict)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .args import positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="crop and label a dataset for training (the old create_db)")
@@ -21,10 +23,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-age", type=int, default=100)
     p.add_argument("--crop", choices=["align5", "square", "box"], default="align5")
     p.add_argument("--margin", type=float, default=0.25, help="context around the face, fraction per side")
-    p.add_argument("--size", type=int, default=112, help="stored crop side in pixels")
+    p.add_argument("--size", type=positive_int, default=112, help="stored crop side in pixels")
     p.add_argument("--detector", default="retinaface")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--chunk-size", type=int, default=500)
+    p.add_argument("--workers", type=positive_int, default=1)
+    p.add_argument("--chunk-size", type=positive_int, default=500)
     p.add_argument("--split-fractions", default="0.8,0.1,0.1", help="train,val,test for samples without a split")
     p.add_argument("--limit", type=int, default=0, help="only the first N samples (for trials)")
     p.add_argument("--no-progress", action="store_true")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .args import positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="web page and HTTP API (POST /v1/predict) on http://127.0.0.1:8000")
@@ -15,13 +17,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-threshold", type=float, default=0.3, help="lowest threshold a request may ask for")
     p.add_argument("--flip-tta", action="store_true", help="average each face with its mirror image")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MiB (413 above)")
-    p.add_argument("--max-pixels", type=int, default=50_000_000, help="largest decoded image in pixels (413 above)")
-    p.add_argument("--workers", type=int, help="requests run at once (default min(4, CPUs))")
+    p.add_argument("--max-pixels", type=positive_int, default=50_000_000,
+                   help="largest decoded image in pixels (413 above)")
+    p.add_argument("--workers", type=positive_int, help="requests run at once (default min(4, CPUs))")
     p.add_argument("--device", default="cpu",
                    help="cpu (default), or cuda / cuda:N: onnxruntime's CUDA provider (needs onnxruntime-gpu)")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="onnxruntime threads per request (default 1: requests run in parallel on the cores instead)")
-    p.add_argument("--max-connections", type=int, default=64,
+    p.add_argument("--max-connections", type=positive_int, default=64,
                    help="open connections and requests at most; more get 503 (bounds memory)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow browser pages from this origin to call the API (repeatable; default: CORS off)")

@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 from ..extras import require
+from .args import positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model",
                    help="TF.js model.json (graph model) or *-weights_manifest.json, with its .bin files beside it")
     p.add_argument("-o", "--out", required=True, help="output model: .safetensors (NumPy only) or .onnx (needs torch)")
-    p.add_argument("--size", type=int, help="input side in pixels for a fully convolutional network (default: its own)")
+    p.add_argument("--size", type=positive_int,
+                   help="input side in pixels for a fully convolutional network (default: its own)")
     p.set_defaults(func=cmd_import_tfjs, extras={"torch": "train", "onnx": "train"})
 
 

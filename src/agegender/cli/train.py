@@ -8,6 +8,8 @@ import json
 import os
 from pathlib import Path
 
+from .args import positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train an age and gender model on prepared datasets")
@@ -17,13 +19,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch-kwargs", default="{}", help='backbone options as JSON, e.g. \'{"widths": [32,64,128,256]}\'')
     p.add_argument("--depth", type=int, help="wrn: depth (6n+4)")
     p.add_argument("--width", type=int, help="wrn: width factor k")
-    p.add_argument("--image-size", type=int, default=96)
+    p.add_argument("--image-size", type=positive_int, default=96)
     p.add_argument("--margin", type=float, default=-1.0,
                    help="crop margin of the model, narrower than the prepared crops' (their centre is used; "
                         "default: theirs)")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=positive_int, default=None,
                    help="default 30; with --resume, lengthen the run to this many (default: its own)")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
