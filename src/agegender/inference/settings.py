@@ -10,9 +10,12 @@ from typing import Any
 
 from .predictor import Predictor
 
-#: what `predict --fast` runs: the built-in "fast" model (instead of "default") and RetinaFace on the image
-#: scaled so its longer side (with the detector's padding) is at most this many pixels (instead of 640)
-FAST_MODEL, FAST_DETECTOR_SIDE = "fast", 320
+#: what `predict --fast` runs: the built-in "fast" model (instead of "default"), RetinaFace on the image
+#: scaled so its longer side (with the detector's padding) is at most this many pixels (instead of 640), and
+#: each face averaged with its mirror image. The mirror costs the 80 px network little and helps it where it
+#: does not help the default: end to end on UTKFace val and AAF val (2026-12-07, a rule written before the
+#: numbers) ages 0.14 and 0.12 years closer, gender 0.4 and 0.9 points more often right
+FAST_MODEL, FAST_DETECTOR_SIDE, FAST_FLIP_TTA = "fast", 320, True
 
 
 def use_fast_detector(predictor: Predictor) -> None:
@@ -24,7 +27,7 @@ def use_fast_detector(predictor: Predictor) -> None:
 @dataclass(frozen=True)
 class PredictorSpec:
     """The arguments of `Predictor(...)` (onnxruntime's `threads` per session, `device`) plus `fast` (see
-    FAST_MODEL).
+    FAST_MODEL: its model, detector side and flip).
 
     model: a built-in name or a weights file / run folder; `resolved()` makes a path absolute, so that
     workers started elsewhere find the same file (it must exist at that path on every node).
@@ -41,11 +44,14 @@ class PredictorSpec:
     device: str = "cpu"
 
     def resolved(self) -> PredictorSpec:
-        """The same spec with `fast`'s model chosen and a model path made absolute."""
-        model = FAST_MODEL if self.fast and self.model == "default" else self.model
+        """The same spec with `fast`'s model and flip chosen (when no other model is named: then `fast` only
+        caps the detector's input) and a model path made absolute."""
+        preset = self.fast and self.model == "default"
+        model = FAST_MODEL if preset else self.model
         if Path(model).exists():
             model = str(Path(model).resolve())
-        return PredictorSpec(**{**asdict(self), "model": model})
+        flip = self.flip_tta or (preset and FAST_FLIP_TTA)
+        return PredictorSpec(**{**asdict(self), "model": model, "flip_tta": flip})
 
     def build(self) -> Predictor:
         """A Predictor as this spec says (model and detector loaded now)."""
