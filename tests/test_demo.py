@@ -319,3 +319,23 @@ def test_prefetch_keeps_order_passes_errors_and_stops_early():
     for f in Prefetch(iter(frames), depth=1):  # leaving early does not hang
         if f.index == 1:
             break
+
+
+def test_interrupted_demo_keeps_whole_lines_under_the_final_name(clip, predictor_1t, tmp_path):
+    """Ctrl-C after 4 frames of a real clip: frames.jsonl holds the 4 frames' lines, whole, and no partial
+    file is left beside it (while the run goes on, the lines go to a hidden partial file)."""
+    from agegender.demo.video import VideoSource
+
+    def four_then_ctrl_c():
+        for frame in VideoSource(str(clip)):
+            if frame.index == 4:
+                assert not (tmp_path / "frames.jsonl").exists()
+                assert (tmp_path / ".frames.jsonl.partial").exists()
+                raise KeyboardInterrupt
+            yield frame
+
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(four_then_ctrl_c(), predictor_1t, window=False, progress=False, jsonl=str(tmp_path / "frames.jsonl"))
+    rows = read_jsonl(tmp_path / "frames.jsonl")
+    assert [r["frame"] for r in rows] == [0, 1, 2, 3] and all(r["faces"] for r in rows)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames.jsonl"]

@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 import cv2
@@ -237,7 +238,10 @@ def run_demo(
     writer = VideoWriter(output, output_fps or fps_src or (1.0 if still else 25.0), background=True) if output else None
     if not getattr(source, "live", True):
         source = Prefetch(source)
-    lines: IO[str] | None = open(jsonl, "w", encoding="utf-8") if jsonl else None  # noqa: SIM115
+    # the frames' JSON lines go to a hidden partial file, renamed to `jsonl` however the run ends (the video's
+    # end, the user's q or Ctrl-C, an error): the file under that name always holds whole lines
+    lines_tmp = Path(jsonl).with_name(f".{Path(jsonl).name}.partial") if jsonl else None
+    lines: IO[str] | None = open(lines_tmp, "w", encoding="utf-8") if lines_tmp else None  # noqa: SIM115
     win = _Window("agegender demo") if window else None
     total = getattr(source, "frame_count", None)
     bar = tqdm(total=total, unit="frame", desc="demo", file=err, disable=not progress or window)
@@ -272,6 +276,7 @@ def run_demo(
             writer.close()
         if lines is not None:
             lines.close()
+            os.replace(lines_tmp, jsonl)  # type: ignore[arg-type]
         if win is not None:
             win.close()
     return summary
