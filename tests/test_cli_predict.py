@@ -119,3 +119,23 @@ def test_counts_out_of_range_are_refused_before_anything_runs(argv):
     reason = f"expected a whole number, got '{value}'" if value == "two" else f"must be 1 or more, got {int(value)}"
     assert out.returncode == 2 and out.stderr.strip().splitlines()[-1] == \
         f"agegender {argv[0]}: error: argument {flag}: {reason}", out.stderr
+
+
+def test_an_image_piped_to_standard_input(tmp_path):
+    """`agegender predict -` reads one image from standard input, like a file named "-" (its annotated copy is
+    stdin.jpg); nothing piped in is an error line for "-" and exit 1, the other inputs still run."""
+    import agegender
+
+    example = Path(agegender.__file__).parent / "assets" / "example.jpg"
+    with open(example, "rb") as f:
+        out = subprocess.run([sys.executable, "-m", "agegender.cli", "predict", "-", "--format", "jsonl",
+                              "--save-dir", str(tmp_path / "drawn"), "--no-progress"], stdin=f, capture_output=True)
+    assert out.returncode == 0, out.stderr
+    (row,) = [json.loads(line) for line in out.stdout.splitlines()]
+    file_row = json.loads(cli("predict", str(example), "--format", "jsonl", "--no-progress").stdout)
+    assert row == file_row | {"image": "-"} and len(row["faces"]) == 1
+    assert [p.name for p in (tmp_path / "drawn").iterdir()] == ["stdin.jpg"]
+    empty = subprocess.run([sys.executable, "-m", "agegender.cli", "predict", "-", str(example), "--no-progress"],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    assert empty.returncode == 1 and "agegender predict: -: empty file" in empty.stderr
+    assert "1 face(s)" in empty.stdout

@@ -226,9 +226,16 @@ def _exif_upright(img: Image.Image) -> tuple[Image.Image, int]:
         return img, 1
 
 
+#: the path that names standard input (`agegender predict -`; a file named "-" is "./-")
+STDIN = "-"
+
+
 def read_image_file(path: str | os.PathLike[str]) -> bytes:
     """The bytes of an image file, refusing what must not be read: a directory, a pipe or device, a file
-    over MAX_FILE_BYTES, a missing or unreadable file (ImageLoadError with a one-line reason)."""
+    over MAX_FILE_BYTES, a missing or unreadable file (ImageLoadError with a one-line reason). The path
+    "-" reads standard input to its end instead (an image piped in)."""
+    if isinstance(path, str) and path == STDIN:
+        return _read_stdin()
     p = Path(path)
     try:
         st = p.stat()
@@ -245,6 +252,15 @@ def read_image_file(path: str | os.PathLike[str]) -> bytes:
         raise ImageLoadError(f"{p}: is a directory") from None
     except OSError as exc:
         raise ImageLoadError(f"{p}: cannot read ({exc.strerror})") from None
+
+
+def _read_stdin() -> bytes:
+    import sys
+
+    data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageTooLargeError(f"{STDIN}: standard input exceeds the limit of {MAX_FILE_BYTES} bytes")
+    return data
 
 
 def load_image(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -13,8 +13,8 @@ EXAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "example.jpg
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="estimate age and gender of every face in images, folders or globs")
-    p.add_argument("inputs", nargs="*", help="image files, folders, glob patterns or @FILE (a text file of inputs, one "
-                   "per line) (default: built-in example)")
+    p.add_argument("inputs", nargs="*", help="image files, folders, glob patterns, @FILE (a text file of inputs, one "
+                   "per line) or - (one image piped to standard input) (default: built-in example)")
     p.add_argument("--model", default="default", help="built-in name, weights file or run folder")
     p.add_argument("--detector", default="retinaface", help="retinaface (default) or dlib-hog")
     p.add_argument("--format", choices=["table", "jsonl", "csv", "parquet"], default="table",

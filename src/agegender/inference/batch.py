@@ -17,7 +17,7 @@ import numpy as np
 
 from ..draw import annotate
 from ..extras import require
-from ..imageio import ImageLoadError, save_image
+from ..imageio import STDIN, ImageLoadError, save_image
 from ..lazyimage import LazyImage
 from ..types import ImageResult
 from .partial_results import CSV_COLUMNS, PartialResults
@@ -121,7 +121,7 @@ def predict_stream(predictor: Predictor, paths: Iterable[str], *, workers: int =
 
 def annotated_name(path: str, used: set[str]) -> str:
     """A unique output file name for the annotated copy of `path` (JPEG)."""
-    stem = Path(path).stem or "image"
+    stem = "stdin" if path == STDIN else Path(path).stem or "image"
     name, k = f"{stem}.jpg", 1
     while name in used:
         name, k = f"{stem}_{k}.jpg", k + 1
@@ -172,6 +172,8 @@ def run_predict(
     if engine == "ray":
         if save_dir or predictor or device != "cpu":
             raise ValueError("--save-dir, --device (and a ready Predictor) work with the local engine only")
+        if STDIN in paths:
+            raise ValueError("standard input (-) is read by the local engine only")
         require("ray", "--engine ray")  # before anything is loaded: the hint names 'ray', not 'parquet'
     # the pipeline's threads are its parallelism: one onnxruntime thread per session (more only spin)
     spec = PredictorSpec(model, detector, score_threshold=threshold, max_faces=max_faces, min_face=min_face,
