@@ -241,7 +241,8 @@ def test_max_connections_beyond_the_limit_get_503(portraits):
                 conn.close()
     out = subprocess.run([sys.executable, "-m", "agegender.cli", "serve", "--max-connections", "0"],
                          capture_output=True, text=True, timeout=120)
-    assert out.returncode == 1 and "--max-connections must be >= 1" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "argument --max-connections: must be 1 or more, got 0" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_cors_off_by_default(client):

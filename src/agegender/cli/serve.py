@@ -42,8 +42,6 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
     if not 0 <= a.min_threshold <= 1 or not 0 <= a.threshold <= 1:
         raise ValueError("thresholds must be between 0 and 1")
-    if a.max_connections < 1:
-        raise ValueError("--max-connections must be >= 1")
     predictor = Predictor(a.model, a.detector, score_threshold=min(a.min_threshold, a.threshold), flip_tta=a.flip_tta,
                           threads=a.threads, device=a.device)
     app = create_app(predictor=predictor, max_upload_bytes=int(a.max_upload_mb * 1024 * 1024),
