@@ -82,7 +82,7 @@ def crops_scores(model_spec: str, split: str, samples: list[Labelled], prepared:
     ds = PreparedDataset(prepared, split)
     wanted = {Path(s.path).name for s in samples}
     keep = np.array([Path(p).name in wanted for p in ds.column("source")])
-    ages, pf, _ = predict_crops(est, ds, "flip" in flags, progress=False)
+    ages, pf, *_ = predict_crops(est, ds, "flip" in flags, progress=False)
     m = summarize(ages[keep], pf[keep], ds.ages[keep], ds.genders[keep])
     m["n"] = len(samples)  # faces the preparation's detector missed count as misses
     m["faces_found"] = int(keep.sum()) / len(samples)

@@ -108,7 +108,7 @@ def frl_end_to_end(model: Any, root: Path) -> tuple[np.ndarray, ...]:
     with open(root / "labels.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     predictor = Predictor(model if hasattr(model, "estimate") else str(model))
-    ages, pf, found = predict_end_to_end(predictor, [str(root / r["file"]) for r in rows], False)
+    ages, pf, found, _ = predict_end_to_end(predictor, [str(root / r["file"]) for r in rows], False)
     true_age = np.array([float(r["age"]) for r in rows])
     true_gender = np.array([int(Gender.parse(r["gender"])) for r in rows])
     return ages, pf, found, true_age, true_gender

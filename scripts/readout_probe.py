@@ -45,9 +45,14 @@ class ReadAs:
     def preprocessing(self):  # noqa: ANN201
         return self.est.preprocessing
 
+    @property
+    def config(self):  # noqa: ANN201
+        return self.est.config
+
     def estimate(self, crops_rgb: np.ndarray, flip_tta: bool = False) -> EstimatorOutput:
         out = self.est.estimate(crops_rgb, flip_tta=flip_tta)
-        return EstimatorOutput(self.readout(out.age_probs, self.preprocessing.age_min), out.p_female, out.age_probs)
+        return EstimatorOutput(self.readout(out.age_probs, self.preprocessing.age_min), out.p_female, out.age_probs,
+                               out.age_ranges)
 
 
 def set_ages(est, data: str, split: str, frl: bool) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
@@ -57,9 +62,9 @@ def set_ages(est, data: str, split: str, frl: bool) -> tuple[np.ndarray, np.ndar
         return np.where(found, ages, np.nan), true_age
     ds = PreparedDataset(data, split)
     if crops_compatible(ds, est):  # as `agegender evaluate` decides: the stored crops, else end to end
-        ages, _, _ = predict_crops(est, ds, flip_tta=False, progress=False)
+        ages, *_ = predict_crops(est, ds, flip_tta=False, progress=False)
     else:
-        ages, _, found = predict_end_to_end(Predictor(est), ds.column("source"), False)
+        ages, _, found, _ = predict_end_to_end(Predictor(est), ds.column("source"), False)
         ages = np.where(found, ages, np.nan)
     return ages, ds.ages.astype(np.float64)
 

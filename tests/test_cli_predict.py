@@ -63,7 +63,8 @@ def test_csv_has_the_jsonl_results_one_row_per_face(photos, tmp_path):
             want.append(base | {k: "" for k in CSV_COLUMNS[3:-1]} | {"error": obj.get("error", "")})
         for i, f in enumerate(obj["faces"]):
             want.append(base | {"face": str(i), **dict(zip(("x1", "y1", "x2", "y2"), map(str, f["box"]))),
-                                "score": str(f["score"]), "age": str(f["age"]), "gender": f["gender"],
+                                "score": str(f["score"]), "age": str(f["age"]), "age_low": str(f["age_range"][0]),
+                                "age_high": str(f["age_range"][1]), "gender": f["gender"],
                                 "gender_probability": str(f["gender_probability"]), "error": ""})
     assert got == want
     assert sum(r["face"] != "" for r in got) >= 5  # faces in every photo

@@ -86,8 +86,9 @@ def test_cli_predict_jsonl_contract_and_save_dir(frl_images, tmp_path):
     for obj, path in zip(lines, paths):
         assert obj["image"] == path and obj["width"] == 1350 and obj["height"] == 1800
         (face,) = obj["faces"]
-        assert set(face) == {"box", "score", "age", "gender", "gender_probability"}
+        assert set(face) == {"box", "score", "age", "age_range", "gender", "gender_probability"}
         assert face["gender"] in ("male", "female") and 0.5 <= face["gender_probability"] <= 1
+        assert face["age_range"][0] < face["age"] < face["age_range"][1]
         assert len(face["box"]) == 4
     assert "error" in lines[-1]
     assert sorted(p.name for p in (tmp_path / "annotated").iterdir()) == sorted(p.name for p in frl_images[:6])

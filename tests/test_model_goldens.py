@@ -105,3 +105,15 @@ def test_int8_export_keeps_the_float_models_accuracy(name, reports, utk_golden, 
         f"{name}: int8 age MAE {b['age_mae']:.4f} vs float {a['age_mae']:.4f} (change {change:.3f} years); "
         f"mean |age difference| per face {per_face:.3f}; "
         f"gender accuracy {b['gender_acc']:.4f} vs {a['gender_acc']:.4f}")
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_age_ranges_hold_the_share_of_test_ages_the_record_states(name, reports):
+    """A built-in model's age ranges (its record's calibration, fitted on the validation splits) hold the true
+    age of the share of UTKFace test faces its record states (measured once, end to end), within 0.2 points,
+    and that share is near the stated level (within 5 points)."""
+    cal = read_config(str(builtin_models()[name])).age_range
+    assert cal, f"{name}: the record has no age-range calibration"
+    got = reports(name, "end-to-end")["overall"]["age_range_coverage"]
+    assert abs(got - cal["coverage"]["utk_test"]) <= RATE_TOL + 1e-9, (got, cal)
+    assert abs(got - cal["level"]) <= 0.05, (got, cal)

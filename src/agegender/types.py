@@ -72,21 +72,27 @@ class Detection:
 
 @dataclass(frozen=True)
 class FacePrediction:
-    """Age and gender of one face: age in years, P(gender given) in 0..1."""
+    """Age and gender of one face: age in years, P(gender given) in 0..1. age_range: (low, high) years, the
+    interval the model's record calibrates to hold the true age at its stated rate (None: the model has none
+    or the age was smoothed over video frames)."""
 
     detection: Detection
     age: float
     gender: Gender
     gender_probability: float
+    age_range: tuple[float, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "box": [round(float(v), 1) for v in self.detection.box],
             "score": round(float(self.detection.score), 4),
             "age": round(float(self.age), 1),
-            "gender": self.gender.label,
-            "gender_probability": round(float(self.gender_probability), 4),
         }
+        if self.age_range is not None:
+            out["age_range"] = [round(float(v), 1) for v in self.age_range]
+        out["gender"] = self.gender.label
+        out["gender_probability"] = round(float(self.gender_probability), 4)
+        return out
 
     @property
     def label(self) -> str:

@@ -116,7 +116,16 @@ def cmd_models(a: argparse.Namespace) -> int:
                 print(f"  {'' if key == 'summary' else key + ': '}{cfg.card[key]}")
         for line in _measured(cfg.card):
             print(f"  {line}")
+        if cfg.age_range:
+            print(f"  {_range_line(cfg.age_range)}")
     return 0
+
+
+def _range_line(cal: dict) -> str:
+    """The age-range calibration in a line: its level and temperature and where the ranges held the age."""
+    held = ", ".join(f"{k} {100 * v:.1f}%" for k, v in (cal.get("coverage") or {}).items())
+    return (f"age range: central {100 * cal['level']:g}% of the distribution tempered by {cal['temperature']:g}"
+            + (f"; held the true age: {held}" if held else ""))
 
 
 def _measured(card: dict) -> list[str]:

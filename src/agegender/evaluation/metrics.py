@@ -32,6 +32,18 @@ def gender_metrics(p_female: np.ndarray, true: np.ndarray) -> dict[str, float]:
     return {"gender_acc": float(((p_female[ok] >= 0.5).astype(int) == true[ok]).mean()), "n_gender": int(ok.sum())}
 
 
+def range_metrics(ranges: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """How often the (N, 2) age ranges (low, high years) hold the true age (low <= age <= high), and their
+    mean width in years, over entries with a known age and a range (NaN rows are left out)."""
+    ranges, true = np.asarray(ranges, np.float64), np.asarray(true, np.float64)
+    ok = ~np.isnan(true) & ~np.isnan(ranges).any(axis=1)
+    if not ok.any():
+        return {"age_range_coverage": float("nan"), "age_range_width": float("nan")}
+    low, high, t = ranges[ok, 0], ranges[ok, 1], true[ok]
+    return {"age_range_coverage": float(((low <= t) & (t <= high)).mean()),
+            "age_range_width": float((high - low).mean())}
+
+
 DECADES = ("0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")  # decade_labels' bands, in order
 
 
@@ -50,19 +62,22 @@ def decade_labels(ages: np.ndarray) -> list[str]:
 
 
 def summarize(pred_age: np.ndarray, p_female: np.ndarray, true_age: np.ndarray, true_gender: np.ndarray,
-              found: np.ndarray | None = None) -> dict[str, Any]:
+              found: np.ndarray | None = None, ranges: np.ndarray | None = None) -> dict[str, Any]:
     """All metrics for one set; `found` marks entries where a face was found (others count as misses
-    in faces_found and are left out of the error metrics)."""
+    in faces_found and are left out of the error metrics); with (N, 2) age `ranges`, also range_metrics."""
     n = len(true_age)
     found = np.ones(n, bool) if found is None else np.asarray(found, bool)
     out: dict[str, Any] = {"n": n, "faces_found": float(found.mean()) if n else float("nan")}
     out |= age_metrics(np.where(found, pred_age, np.nan), true_age)
     out |= gender_metrics(np.where(found, p_female, np.nan), true_gender)
+    if ranges is not None:
+        out |= range_metrics(np.where(found[:, None], ranges, np.nan), true_age)
     return out
 
 
 def breakdown(groups: Sequence[str], pred_age: np.ndarray, p_female: np.ndarray, true_age: np.ndarray,
-              true_gender: np.ndarray, found: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
+              true_gender: np.ndarray, found: np.ndarray | None = None,
+              ranges: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
     """summarize() for each distinct group label, in sorted order."""
     groups_arr = np.asarray(groups)
     found = np.ones(len(groups_arr), bool) if found is None else np.asarray(found, bool)
@@ -74,5 +89,6 @@ def breakdown(groups: Sequence[str], pred_age: np.ndarray, p_female: np.ndarray,
     out = {}
     for g in sorted(set(groups_arr.tolist()), key=key):
         m = groups_arr == g
-        out[g] = summarize(pred_age[m], p_female[m], true_age[m], true_gender[m], found[m])
+        out[g] = summarize(pred_age[m], p_female[m], true_age[m], true_gender[m], found[m],
+                           None if ranges is None else ranges[m])
     return out

@@ -32,21 +32,33 @@ def crops_compatible(ds: PreparedDataset, est: Estimator) -> bool:
     return dp.crop == mp.crop and mp.margin <= dp.margin + 1e-9
 
 
+def _range_array(est: Estimator, n: int) -> np.ndarray | None:
+    """(n, 2) NaNs to fill with age ranges, or None when the model's record calibrates none."""
+    calibrated = getattr(getattr(est, "config", None), "age_range", None)  # wrappers may carry no record
+    return np.full((n, 2), np.nan, np.float32) if calibrated else None
+
+
 def predict_crops(est: Estimator, ds: PreparedDataset, flip_tta: bool, progress: bool, batch: int = 256):
-    """Ages and P(female) for every stored crop (its centre at the model's margin, resized to its input)."""
+    """Ages, P(female), found (all True) and (N, 2) age ranges (None without a calibration) for every stored
+    crop (its centre at the model's margin, resized to its input)."""
     stored, prep = ds.preprocessing, est.preprocessing
     ages, pf = np.full(len(ds), np.nan, np.float32), np.full(len(ds), np.nan, np.float32)
+    ranges = _range_array(est, len(ds))
     for i in tqdm(range(0, len(ds), batch), desc="evaluate", unit="batch", disable=not progress):
         idx = range(i, min(i + batch, len(ds)))
         out = est.estimate(np.stack([from_stored_crop(ds.image(j), stored, prep) for j in idx]), flip_tta=flip_tta)
         ages[i : i + len(idx)], pf[i : i + len(idx)] = out.ages, out.p_female
-    return ages, pf, np.ones(len(ds), bool)
+        if ranges is not None:
+            ranges[i : i + len(idx)] = out.age_ranges
+    return ages, pf, np.ones(len(ds), bool), ranges
 
 
 def predict_end_to_end(predictor: Predictor, sources: list[str], progress: bool):
-    """Detect and estimate on the source images; the largest face counts. Returns ages, P(female), found."""
+    """Detect and estimate on the source images; the largest face counts. Returns ages, P(female), found and
+    (N, 2) age ranges (None without a calibration)."""
     n = len(sources)
     ages, pf, found = np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32), np.zeros(n, bool)
+    ranges = _range_array(predictor.estimator, n)
     for i, src in enumerate(tqdm(sources, desc="evaluate end-to-end", unit="img", disable=not progress)):
         try:  # decoded as far as `predict` decodes it (agegender.lazyimage)
             image = LazyImage.open(src)
@@ -59,16 +71,22 @@ def predict_end_to_end(predictor: Predictor, sources: list[str], progress: bool)
         ages[i] = f.age
         pf[i] = f.gender_probability if f.gender.value == 1 else 1 - f.gender_probability
         found[i] = True
-    return ages, pf, found
+        if ranges is not None and f.age_range is not None:
+            ranges[i] = f.age_range
+    return ages, pf, found, ranges
 
 
 def markdown_table(rows: dict[str, dict[str, Any]], first: str) -> str:
-    lines = [f"| {first} | n | faces found | age MAE | CS@5 | gender acc |", "|---|---:|---:|---:|---:|---:|"]
+    spans = any("age_range_coverage" in m for m in rows.values())
+    head = f"| {first} | n | faces found | age MAE | CS@5 | gender acc |"
+    lines = [head + (" in age range | range width |" if spans else ""),
+             "|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if spans else "")]
     for name, m in rows.items():
-        lines.append(
-            f"| {name} | {m['n']} | {100 * m['faces_found']:.1f}% | {m['age_mae']:.2f} | {100 * m['cs5']:.1f}% | "
-            f"{100 * m['gender_acc']:.1f}% |"
-        )
+        row = (f"| {name} | {m['n']} | {100 * m['faces_found']:.1f}% | {m['age_mae']:.2f} | {100 * m['cs5']:.1f}% | "
+               f"{100 * m['gender_acc']:.1f}% |")
+        if spans:
+            row += f" {100 * m['age_range_coverage']:.1f}% | {m['age_range_width']:.1f} |"
+        lines.append(row)
     return "\n".join(lines)
 
 
@@ -85,7 +103,7 @@ def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.Pat
     ds = PreparedDataset(data, split)
     if len(ds) == 0:
         raise ValueError(f"{data}: split {split!r} is empty")
-    mode, (ages, pf, found) = _predict(est, ds, data, mode, flip_tta, progress, detector, fast_detector)
+    mode, (ages, pf, found, ranges) = _predict(est, ds, data, mode, flip_tta, progress, detector, fast_detector)
     true_age, true_gender = ds.ages, ds.genders
     report: dict[str, Any] = {
         "model": str(getattr(est, "path", model)),
@@ -95,22 +113,23 @@ def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.Pat
         "detector": detector if mode == "end-to-end" else None,
         "fast_detector": fast_detector if mode == "end-to-end" else None,
         "flip_tta": flip_tta,
-        "overall": summarize(ages, pf, true_age, true_gender, found),
-        "by_decade": breakdown(decade_labels(true_age), ages, pf, true_age, true_gender, found),
+        "age_range": getattr(getattr(est, "config", None), "age_range", None),
+        "overall": summarize(ages, pf, true_age, true_gender, found, ranges),
+        "by_decade": breakdown(decade_labels(true_age), ages, pf, true_age, true_gender, found, ranges),
         "by_gender": breakdown(
             [{0: "male", 1: "female"}.get(int(g), "unknown") for g in true_gender], ages, pf, true_age, true_gender,
             found),
     }
     if any(ds.column("race")):
         report["by_race"] = breakdown(ds.column("race"), ages, pf, true_age, true_gender, found)
-    _write_report(Path(out), report, ds, (ages, pf, found))
+    _write_report(Path(out), report, ds, (ages, pf, found, ranges))
     return report
 
 
 def _predict(est: Estimator, ds: PreparedDataset, data: str | os.PathLike[str], mode: str, flip_tta: bool,
              progress: bool, detector: str, fast_detector: bool
-             ) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(mode used, (ages in years, P(female), found)) for every face of ds, each array of shape (N,):
+             ) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
+    """(mode used, (ages in years, P(female), found, age ranges (N, 2) or None)) for every face of ds:
     from the prepared crops ("crops") or from the source images through the detector ("end-to-end")."""
     if mode == "auto":
         mode = "crops" if crops_compatible(ds, est) else "end-to-end"
@@ -128,9 +147,9 @@ def _predict(est: Estimator, ds: PreparedDataset, data: str | os.PathLike[str], 
 
 
 def _write_report(out: Path, report: dict[str, Any], ds: PreparedDataset,
-                  predictions: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+                  predictions: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]) -> None:
     """report.json, report.md, predictions.csv and the plots (when matplotlib is there) into out."""
-    ages, pf, found = predictions
+    ages, pf, found, ranges = predictions
     out.mkdir(parents=True, exist_ok=True)
     try:
         report["plots"] = [p.name for p in write_plots(ages, ds.ages, report["by_decade"], out, report["split"])]
@@ -146,10 +165,12 @@ def _write_report(out: Path, report: dict[str, Any], ds: PreparedDataset,
     atomic_write_text(out / "report.md", "\n".join(md) + "\n")
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["file", "source", "true_age", "true_gender", "found", "pred_age", "p_female"])
+    w.writerow(["file", "source", "true_age", "true_gender", "found", "pred_age", "p_female"]
+               + (["pred_age_low", "pred_age_high"] if ranges is not None else []))
     for i in range(len(ds)):
+        span = [] if ranges is None else ["" if np.isnan(v) else f"{v:.2f}" for v in ranges[i]]
         w.writerow([ds.rows[i]["file"], ds.rows[i]["source"], ds.rows[i]["age"], ds.rows[i]["gender"], int(found[i]),
-                    "" if np.isnan(ages[i]) else f"{ages[i]:.2f}", "" if np.isnan(pf[i]) else f"{pf[i]:.4f}"])
+                    "" if np.isnan(ages[i]) else f"{ages[i]:.2f}", "" if np.isnan(pf[i]) else f"{pf[i]:.4f}", *span])
     atomic_write_text(out / "predictions.csv", buf.getvalue())
 
 

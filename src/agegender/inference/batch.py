@@ -51,11 +51,12 @@ class ResultWriter:
             buf = io.StringIO()
             rows = csv.writer(buf, lineterminator="\n")
             if r.error or not r.faces:
-                rows.writerow([r.image, r.width, r.height, "", "", "", "", "", "", "", "", "", r.error or ""])
+                rows.writerow([r.image, r.width, r.height, *[""] * (len(CSV_COLUMNS) - 4), r.error or ""])
             for i, f in enumerate(r.faces):
                 j = f.to_json()
-                rows.writerow([r.image, r.width, r.height, i, *j["box"], j["score"], j["age"], j["gender"],
-                               j["gender_probability"], ""])
+                low, high = j.get("age_range", ("", ""))
+                rows.writerow([r.image, r.width, r.height, i, *j["box"], j["score"], j["age"], low, high,
+                               j["gender"], j["gender_probability"], ""])
             return buf.getvalue()
         if r.error:
             reason = r.error.removeprefix(f"{r.image}: ")  # the message names the file already
@@ -63,8 +64,9 @@ class ResultWriter:
         lines = [f"{r.image} ({r.width}x{r.height}): {len(r.faces)} face(s){skipped_note(r)}\n"]
         for i, f in enumerate(r.faces):
             x1, y1, x2, y2 = (round(v) for v in f.detection.box)
+            span = f"  range {f.age_range[0]:.0f}-{f.age_range[1]:.0f}" if f.age_range else ""
             lines.append(f"  #{i + 1}  age {f.age:5.1f}  {f.gender.label:<6} (p={f.gender_probability:.2f})  "
-                         f"box [{x1}, {y1}, {x2}, {y2}]  score {f.detection.score:.2f}\n")
+                         f"box [{x1}, {y1}, {x2}, {y2}]  score {f.detection.score:.2f}{span}\n")
         return "".join(lines)
 
 
@@ -109,12 +111,15 @@ def predict_stream(predictor: Predictor, paths: Iterable[str], *, workers: int =
             pending.extend(pool.submit(front, p) for p in itertools.islice(todo, len(group)))
             crops = [g[3] for g in group if g[3] is not None and len(g[3])]
             ages = p_female = np.zeros(0, np.float32)
+            spans = None
             k = 0
             if crops:
-                ages, p_female = predictor.estimate_crops(np.concatenate(crops))
+                ages, p_female, spans = predictor.estimate_crops(np.concatenate(crops))
             for result, image, dets, _ in group:
                 if dets:
-                    result.faces = face_predictions(dets, ages[k : k + len(dets)], p_female[k : k + len(dets)])
+                    part = slice(k, k + len(dets))
+                    result.faces = face_predictions(dets, ages[part], p_female[part],
+                                                    None if spans is None else spans[part])
                     k += len(dets)
                 yield result, image
 

@@ -27,8 +27,8 @@ from ..fileio import atomic_write_json, lock_or_refuse
 #: the formats whose files a rerun resumes (a table is for reading, not for reading back)
 RESUMABLE_FORMATS = ("jsonl", "csv")
 #: the header of CSV results: one row per face, or one per image without a face or that failed
-CSV_COLUMNS = ["image", "width", "height", "face", "x1", "y1", "x2", "y2", "score", "age", "gender",
-               "gender_probability", "error"]
+CSV_COLUMNS = ["image", "width", "height", "face", "x1", "y1", "x2", "y2", "score", "age", "age_low", "age_high",
+               "gender", "gender_probability", "error"]
 
 
 class PartialResults:

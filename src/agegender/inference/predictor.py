@@ -95,10 +95,11 @@ class Predictor:
             return crop_faces_from(image, detections, self.preprocessing)
         return crop_faces(image, detections, self.preprocessing)
 
-    def estimate_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N,) ages and (N,) P(female) of ready crops."""
+    def estimate_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(N,) ages, (N,) P(female) and (N, 2) age ranges (None if the model's record has none) of ready
+        crops."""
         out = self.estimator.estimate(crops, flip_tta=self.flip_tta)
-        return out.ages, out.p_female
+        return out.ages, out.p_female, out.age_ranges
 
     def detect(self, image: LazyImage) -> tuple[list[Detection], dict[str, int]]:
         """The faces to estimate (largest first, in original pixels) and the skipped counts, as `predict`
@@ -154,12 +155,15 @@ def check_settings(score_threshold: float | None, max_faces: int | None, min_fac
         raise ValueError(f"score_threshold (--threshold) is a detector score within 0..1, got {score_threshold:g}")
 
 
-def face_predictions(detections: list[Detection], ages: np.ndarray, p_female: np.ndarray) -> list[FacePrediction]:
-    """FacePredictions from detections and the estimator's (N,) ages and P(female), in the same order."""
+def face_predictions(detections: list[Detection], ages: np.ndarray, p_female: np.ndarray,
+                     age_ranges: np.ndarray | None = None) -> list[FacePrediction]:
+    """FacePredictions from detections and the estimator's (N,) ages, P(female) and (N, 2) age ranges (or
+    None), in the same order."""
     out = []
-    for det, age, pf in zip(detections, ages, p_female):
+    for i, (det, age, pf) in enumerate(zip(detections, ages, p_female)):
         g = Gender.FEMALE if pf >= 0.5 else Gender.MALE
-        out.append(FacePrediction(det, float(age), g, float(pf if g is Gender.FEMALE else 1.0 - pf)))
+        span = None if age_ranges is None else (float(age_ranges[i, 0]), float(age_ranges[i, 1]))
+        out.append(FacePrediction(det, float(age), g, float(pf if g is Gender.FEMALE else 1.0 - pf), span))
     return out
 
 

@@ -17,15 +17,17 @@ from ..types import Detection, FacePrediction, Gender, ImageResult
 #: column name -> pyarrow type name, in order. Per image: image (path as given), width, height (pixels,
 #: after EXIF rotation), faces (faces estimated in the image), skipped_faces (JSON {"too_small": N, ...} or
 #: null), error (one line or null). Per face (null on an image's no-face/error row): face (0-based index in
-#: the image), x1..y2 (box, pixels), score (detector, 0..1), age (years), gender ("male"/"female"),
+#: the image), x1..y2 (box, pixels), score (detector, 0..1), age (years), age_low, age_high (the age range
+#: the model's record calibrates, years; null when it has none), gender ("male"/"female"),
 #: gender_probability (P of that gender). model, model_version: the estimator's name and weights digest.
 COLUMNS: dict[str, str] = {
     "image": "string", "width": "int32", "height": "int32", "faces": "int32", "face": "int32",
     "x1": "float64", "y1": "float64", "x2": "float64", "y2": "float64", "score": "float64", "age": "float64",
-    "gender": "string", "gender_probability": "float64", "skipped_faces": "string", "error": "string",
-    "model": "string", "model_version": "string",
+    "age_low": "float64", "age_high": "float64", "gender": "string", "gender_probability": "float64",
+    "skipped_faces": "string", "error": "string", "model": "string", "model_version": "string",
 }
-FACE_COLUMNS = ("face", "x1", "y1", "x2", "y2", "score", "age", "gender", "gender_probability")
+FACE_COLUMNS = ("face", "x1", "y1", "x2", "y2", "score", "age", "age_low", "age_high", "gender",
+                "gender_probability")
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,9 @@ def results_from_rows(rows: Iterable[dict[str, Any]]) -> list[ImageResult]:
                                            skipped_faces=skipped), [])
         if row.get("face") is not None:
             box = (float(row["x1"]), float(row["y1"]), float(row["x2"]), float(row["y2"]))
+            span = None if row.get("age_low") is None else (float(row["age_low"]), float(row["age_high"]))
             face = FacePrediction(Detection(box, float(row["score"])), float(row["age"]), Gender.parse(row["gender"]),
-                                  float(row["gender_probability"]))
+                                  float(row["gender_probability"]), span)
             by_image[image][1].append((int(row["face"]), face))
     out = []
     for result, faces in by_image.values():
@@ -85,5 +88,6 @@ def json_rows(obj: dict[str, Any], model: ModelInfo | None = None) -> list[dict[
     if not faces:
         return [base | dict.fromkeys(FACE_COLUMNS)]
     return [base | {"face": i, "x1": f["box"][0], "y1": f["box"][1], "x2": f["box"][2], "y2": f["box"][3],
-                    "score": f["score"], "age": f["age"], "gender": f["gender"],
+                    "score": f["score"], "age": f["age"], "age_low": f.get("age_range", (None, None))[0],
+                    "age_high": f.get("age_range", (None, None))[1], "gender": f["gender"],
                     "gender_probability": f["gender_probability"]} for i, f in enumerate(faces)]

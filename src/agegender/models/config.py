@@ -22,6 +22,9 @@ class ModelConfig:
 
     gender_female_index: which of the two gender outputs means female (ours 1; the Keras original 0).
     card: free-form model card summary (data, split, metrics, licence).
+    age_range: how to read an age range off the age distribution, fitted on validation faces:
+    {"level": 0.8, "temperature": T, "fitted_on": "..."}: the central `level` interval of the distribution
+    tempered by T (`decode.age_range`) held the true age of that share of those faces. None: no range.
     """
 
     arch: str
@@ -30,19 +33,26 @@ class ModelConfig:
     gender_female_index: int = 1
     card: dict[str, Any] = field(default_factory=dict)
     format_version: int = WEIGHTS_FORMAT_VERSION
+    age_range: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.age_range is not None:
+            level, t = self.age_range.get("level"), self.age_range.get("temperature")
+            if not isinstance(level, (int, float)) or not 0 < level < 1 or not isinstance(t, (int, float)) or t <= 0:
+                raise ValueError(f"age_range needs 0 < level < 1 and temperature > 0, got {self.age_range}")
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "format_version": self.format_version,
-                "arch": self.arch,
-                "arch_kwargs": self.arch_kwargs,
-                "preprocessing": self.preprocessing.to_dict(),
-                "gender_female_index": self.gender_female_index,
-                "card": self.card,
-            },
-            sort_keys=True,
-        )
+        record = {
+            "format_version": self.format_version,
+            "arch": self.arch,
+            "arch_kwargs": self.arch_kwargs,
+            "preprocessing": self.preprocessing.to_dict(),
+            "gender_female_index": self.gender_female_index,
+            "card": self.card,
+        }
+        if self.age_range is not None:  # absent rather than null: older readers see the record they know
+            record["age_range"] = self.age_range
+        return json.dumps(record, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str, source: str = "<weights>") -> ModelConfig:
@@ -62,14 +72,18 @@ class ModelConfig:
             prep = Preprocessing.from_dict(d["preprocessing"])
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{source}: bad preprocessing record: {exc}") from None
-        return cls(
-            arch=d["arch"],
-            preprocessing=prep,
-            arch_kwargs=d.get("arch_kwargs", {}),
-            gender_female_index=int(d.get("gender_female_index", 1)),
-            card=d.get("card", {}),
-            format_version=version,
-        )
+        try:
+            return cls(
+                arch=d["arch"],
+                preprocessing=prep,
+                arch_kwargs=d.get("arch_kwargs", {}),
+                gender_female_index=int(d.get("gender_female_index", 1)),
+                card=d.get("card", {}),
+                format_version=version,
+                age_range=d.get("age_range"),
+            )
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from None
 
 
 def read_config(path: str) -> ModelConfig:

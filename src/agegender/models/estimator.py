@@ -17,7 +17,7 @@ from ..align import to_network_input
 from ..extras import require
 from ..types import Preprocessing
 from .config import ModelConfig, onnx_session, read_onnx_session_config
-from .decode import expected_age, female_probability
+from .decode import age_range, expected_age, female_probability
 
 #: folder of the weights that ship inside the package
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -25,11 +25,13 @@ BUILTIN_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 @dataclass
 class EstimatorOutput:
-    """ages: (N,) years; p_female: (N,); age_probs: (N, K) over the preprocessing's age range."""
+    """ages: (N,) years; p_female: (N,); age_probs: (N, K) over the preprocessing's age range; age_ranges:
+    (N, 2) low and high years of the interval the model's record calibrates (None when it has none)."""
 
     ages: np.ndarray
     p_female: np.ndarray
     age_probs: np.ndarray
+    age_ranges: np.ndarray | None = None
 
 
 class Estimator(Protocol):
@@ -59,7 +61,8 @@ class _Base:
         k = prep.num_ages
         n = len(crops_rgb)
         if n == 0:
-            return EstimatorOutput(np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros((0, k), np.float32))
+            return EstimatorOutput(np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros((0, k), np.float32),
+                                   np.zeros((0, 2), np.float32) if self.config.age_range else None)
         gp, ap = [], []
         for i in range(0, n, batch_size):
             x = to_network_input(crops_rgb[i : i + batch_size], prep)
@@ -71,8 +74,10 @@ class _Base:
             ap.append(a)
         g = np.concatenate(gp)
         a = np.concatenate(ap).astype(np.float32)
+        cal = self.config.age_range
+        ranges = age_range(a, cal["level"], cal["temperature"], prep.age_min) if cal else None
         return EstimatorOutput(
-            expected_age(a, prep.age_min), female_probability(g, self.config.gender_female_index), a
+            expected_age(a, prep.age_min), female_probability(g, self.config.gender_female_index), a, ranges
         )
 
 

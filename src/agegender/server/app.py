@@ -161,7 +161,7 @@ def _add_api_routes(app: FastAPI, service: PredictService, max_upload_bytes: int
         cfg = est.config
         return {
             "model": {"name": est.name, "arch": cfg.arch, "preprocessing": cfg.preprocessing.to_dict(),
-                      "summary": cfg.card.get("summary"),
+                      "age_range": cfg.age_range, "summary": cfg.card.get("summary"),
                       "metrics": cfg.card.get("test_metrics") or cfg.card.get("val_metrics") or {}},
             "detector": {"name": service.predictor.detector.name, "min_threshold": service.min_threshold,
                          "default_threshold": service.default_threshold},

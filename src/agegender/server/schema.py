@@ -20,6 +20,10 @@ class FaceOut(BaseModel):
                              min_length=4, max_length=4)
     score: float = Field(description="detector score, 0..1", ge=0, le=1)
     age: float = Field(description="estimated age in years")
+    age_range: list[float] | None = Field(
+        None, min_length=2, max_length=2,
+        description="[low, high] years: the interval the model's record calibrates to hold the true age at its "
+                    "stated rate (GET /v1/models: model.age_range); absent when the model has none")
     gender: Literal["male", "female"]
     gender_probability: float = Field(description="probability of the gender given", ge=0, le=1)
 
@@ -49,6 +53,8 @@ class ModelOut(BaseModel):
     name: str
     arch: str
     preprocessing: dict[str, Any]
+    age_range: dict[str, Any] | None = Field(None, description="how the model's age ranges are read and what "
+                                                                "share of validation faces they held (null: none)")
     summary: str | None
     metrics: dict[str, Any] = Field(description="the model card's test (or validation) metrics")
 

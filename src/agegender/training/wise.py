@@ -39,7 +39,7 @@ def wise_interpolate(finetuned: str | os.PathLike[str], init: str, alpha: float)
     mixed = {k: ((1 - alpha) * a[k].float() + alpha * b[k].float()) if b[k].is_floating_point() else b[k] for k in b}
     tuned.load_state_dict(mixed)
     card = dict(cfg.card, wise_alpha=alpha, wise_init=Path(init).name)
-    return tuned.eval(), replace(cfg, card=card)
+    return tuned.eval(), replace(cfg, card=card, age_range=None)  # new weights: the old calibration no longer holds
 
 
 SOUP_CARD_KEYS = ("name", "recipe", "wise_alpha", "wise_init", "val_metrics")
@@ -74,7 +74,7 @@ def soup(model: AgeGenderNet, cfg: ModelConfig, other: str | os.PathLike[str],
                            else a[k] for k in a})
     with_card = {k: pcfg.card[k] for k in SOUP_CARD_KEYS if k in pcfg.card}
     card = dict(cfg.card, soup_weight=weight, soup_with={"file": Path(other).name, **with_card})
-    return model.eval(), replace(cfg, card=card)
+    return model.eval(), replace(cfg, card=card, age_range=None)
 
 
 def ensemble(model: AgeGenderNet, cfg: ModelConfig, others: list[str | os.PathLike[str]],
@@ -104,7 +104,7 @@ def ensemble(model: AgeGenderNet, cfg: ModelConfig, others: list[str | os.PathLi
     net = SharedTrunkEnsemble([m.float() for m in members], shared).eval()
     kwargs = {"base": cfg.arch, "base_kwargs": cfg.arch_kwargs, "members": len(members), "shared": shared}
     card = dict(cfg.card, ensemble_with=cards)
-    return net, replace(cfg, arch="ensemble", arch_kwargs=kwargs, card=card)
+    return net, replace(cfg, arch="ensemble", arch_kwargs=kwargs, card=card, age_range=None)
 
 
 def _same_layers(a: AgeGenderNet, b: AgeGenderNet, k: int) -> bool:
