@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import shutil
 import time
@@ -92,7 +93,7 @@ def test_upload_draws_labels(server, frl_images, tmp_path):
         labels = page.locator(".result-card.done .face-label").all_inner_texts()
         assert labels == [expected_label(f) for f in api["faces"]]
         row = page.locator(".result-card.done tbody tr").first.locator("td").all_inner_texts()
-        assert row[1:4] == [f"{api['faces'][0]['age']:.1f}", api["faces"][0]["gender"],
+        assert row[1:5] == [f"{api['faces'][0]['age']:.1f}", shown_range(api["faces"][0]), api["faces"][0]["gender"],
                             f"{api['faces'][0]['gender_probability']:.2f}"]
         assert page.locator(".result-card.done .result-title").inner_text() == portrait.name
         shown = page.locator(".result-card.done .json").text_content()
@@ -156,12 +157,18 @@ def test_upload_of_formats_the_browser_cannot_show(server, frl_images, tmp_path)
             assert size == [api["width"], api["height"]], (path.name, size)
             assert "the server's drawing" in page.locator(f"{card} .result-summary").inner_text()
             row = page.locator(f"{card} tbody tr").first.locator("td").all_inner_texts()
-            assert row[1:3] == [f"{api['faces'][0]['age']:.1f}", api["faces"][0]["gender"]]
+            face = api["faces"][0]
+            assert row[1:4] == [f"{face['age']:.1f}", shown_range(face), face["gender"]]
             assert json.loads(page.locator(f"{card} .json").text_content()) == api
         page.screenshot(path=str(ARTIFACTS / "browser-upload-server-drawn.png"), full_page=True)
     finally:
         ctx.close()
         pw.stop()
+
+
+def shown_range(face: dict) -> str:
+    """The table's range cell for an API face: its age range in whole years, rounded as JavaScript rounds."""
+    return "-".join(str(math.floor(v + 0.5)) for v in face["age_range"])
 
 
 def write_y4m(path: Path, images: list[Path], size: tuple[int, int] = (640, 480), fps: int = 10,

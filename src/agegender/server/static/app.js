@@ -51,7 +51,8 @@ function drawFaces(overlay, result) {
     box.style.top = `${(100 * y1) / result.height}%`;
     box.style.width = `${(100 * (x2 - x1)) / result.width}%`;
     box.style.height = `${(100 * (y2 - y1)) / result.height}%`;
-    box.title = `#${i + 1}: age ${face.age}, ${face.gender} (p=${face.gender_probability}), score ${face.score}`;
+    const range = face.age_range ? ` (range ${face.age_range.map((v) => Math.round(v)).join("-")})` : "";
+    box.title = `#${i + 1}: age ${face.age}${range}, ${face.gender} (p=${face.gender_probability}), score ${face.score}`;
     const label = document.createElement("span");
     label.className = "face-label";
     label.textContent = faceLabel(face);
@@ -75,7 +76,9 @@ function fillTable(tbody, result) {
   tbody.replaceChildren();
   result.faces.forEach((face, i) => {
     const tr = document.createElement("tr");
-    const cells = [i + 1, face.age.toFixed(1), face.gender, face.gender_probability.toFixed(2),
+    // the age range (the model's calibrated interval), "-" for a model without one
+    const range = face.age_range ? face.age_range.map((v) => Math.round(v)).join("-") : "-";
+    const cells = [i + 1, face.age.toFixed(1), range, face.gender, face.gender_probability.toFixed(2),
       face.score.toFixed(2), face.box.map((v) => Math.round(v)).join(", ")];
     for (const value of cells) {
       const td = document.createElement("td");
