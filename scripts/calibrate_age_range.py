@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from systems import aaf_samples, frl_samples, utk_samples  # noqa: E402  the benchmarks' readers
 
 from agegender import Predictor  # noqa: E402
+from agegender.evaluation.metrics import range_metrics  # noqa: E402
 from agegender.imageio import ImageLoadError  # noqa: E402
 from agegender.inference.settings import use_fast_detector  # noqa: E402
 from agegender.lazyimage import LazyImage  # noqa: E402
@@ -60,8 +61,8 @@ def age_distributions(predictor: Predictor, samples, name: str) -> tuple[np.ndar
 def coverage(probs: np.ndarray, ages: np.ndarray, level: float, temperature: float,
              age_min: int) -> tuple[float, float]:
     """(share of faces whose true age lies in its range, mean range width in years)."""
-    r = age_range(probs, level, temperature, age_min)
-    return float(((r[:, 0] <= ages) & (ages <= r[:, 1])).mean()), float((r[:, 1] - r[:, 0]).mean())
+    m = range_metrics(age_range(probs, level, temperature, age_min), ages)
+    return m["age_range_coverage"], m["age_range_width"]
 
 
 def fit_temperature(sets: dict[str, tuple[np.ndarray, np.ndarray]], level: float, age_min: int) -> float:

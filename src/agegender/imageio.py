@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -255,8 +256,6 @@ def read_image_file(path: str | os.PathLike[str]) -> bytes:
 
 
 def _read_stdin() -> bytes:
-    import sys
-
     data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise ImageTooLargeError(f"{STDIN}: standard input exceeds the limit of {MAX_FILE_BYTES} bytes")

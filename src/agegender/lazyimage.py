@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from .align import crop_face, crop_scale
 from .imageio import (
@@ -72,7 +73,7 @@ def as_lazy_image(source: object) -> LazyImage:
         if len(data) > MAX_FILE_BYTES:
             raise ImageTooLargeError(f"{name}: over the limit of {MAX_FILE_BYTES} bytes")
         return LazyImage.from_bytes(data, name)
-    if hasattr(source, "getexif") and hasattr(source, "mode"):  # a PIL image (PIL is imported by imageio)
+    if isinstance(source, Image.Image):
         return LazyImage.from_array(pil_to_rgb(source), getattr(source, "filename", "") or "<PIL image>")
     raise TypeError(f"expected an image: a file path, encoded bytes, a binary file object, a PIL image or a "
                     f"uint8 array, got {type(source).__name__}")

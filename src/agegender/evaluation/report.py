@@ -32,10 +32,14 @@ def crops_compatible(ds: PreparedDataset, est: Estimator) -> bool:
     return dp.crop == mp.crop and mp.margin <= dp.margin + 1e-9
 
 
+def _calibration(est: Estimator) -> dict[str, Any] | None:
+    """The age-range calibration in the model's record (None: none, or a wrapper that carries no record)."""
+    return getattr(getattr(est, "config", None), "age_range", None)
+
+
 def _range_array(est: Estimator, n: int) -> np.ndarray | None:
     """(n, 2) NaNs to fill with age ranges, or None when the model's record calibrates none."""
-    calibrated = getattr(getattr(est, "config", None), "age_range", None)  # wrappers may carry no record
-    return np.full((n, 2), np.nan, np.float32) if calibrated else None
+    return np.full((n, 2), np.nan, np.float32) if _calibration(est) else None
 
 
 def predict_crops(est: Estimator, ds: PreparedDataset, flip_tta: bool, progress: bool, batch: int = 256):
@@ -113,7 +117,7 @@ def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.Pat
         "detector": detector if mode == "end-to-end" else None,
         "fast_detector": fast_detector if mode == "end-to-end" else None,
         "flip_tta": flip_tta,
-        "age_range": getattr(getattr(est, "config", None), "age_range", None),
+        "age_range": _calibration(est),
         "overall": summarize(ages, pf, true_age, true_gender, found, ranges),
         "by_decade": breakdown(decade_labels(true_age), ages, pf, true_age, true_gender, found, ranges),
         "by_gender": breakdown(

@@ -109,15 +109,14 @@ class PartialResults:
 
     def _check_record(self, record: dict[str, Any]) -> None:
         """A new partial file gets this run's record; an old one's record must match (a table starts afresh)."""
-        old = json.loads(self.record_path.read_text()) if self.record_path.exists() else None
-        has_results = self.path.stat().st_size > 0
-        if self.fmt not in RESUMABLE_FORMATS or not has_results or old is None:
-            if has_results and old is None and self.fmt in RESUMABLE_FORMATS:
-                raise FileExistsError(f"{self.path}: partial results without their record "
-                                      f"({self.record_path.name}): move it away to start afresh")
+        if self.fmt not in RESUMABLE_FORMATS or self.path.stat().st_size == 0:  # start afresh
             self.stream.truncate(0)
             atomic_write_json(self.record_path, record)
             return
+        if not self.record_path.exists():
+            raise FileExistsError(f"{self.path}: partial results without their record ({self.record_path.name}): "
+                                  "move it away to start afresh")
+        old = json.loads(self.record_path.read_text())
         changed = sorted(k for k in old.keys() | record.keys() if old.get(k) != record.get(k))
         if changed:
             diff = ", ".join(f"{k} {old.get(k)!r} -> {record.get(k)!r}" for k in changed)

@@ -40,6 +40,11 @@ function faceLabel(face) {
   return `${Math.round(face.age)}, ${face.gender === "female" ? "F" : "M"}`;
 }
 
+// A face's age range in whole years ("28-47"), or "" for a model without one.
+function rangeText(face) {
+  return face.age_range ? face.age_range.map((v) => Math.round(v)).join("-") : "";
+}
+
 // Boxes as percentages of the image, so they follow the displayed size on any screen.
 function drawFaces(overlay, result) {
   overlay.replaceChildren();
@@ -51,7 +56,7 @@ function drawFaces(overlay, result) {
     box.style.top = `${(100 * y1) / result.height}%`;
     box.style.width = `${(100 * (x2 - x1)) / result.width}%`;
     box.style.height = `${(100 * (y2 - y1)) / result.height}%`;
-    const range = face.age_range ? ` (range ${face.age_range.map((v) => Math.round(v)).join("-")})` : "";
+    const range = face.age_range ? ` (range ${rangeText(face)})` : "";
     box.title = `#${i + 1}: age ${face.age}${range}, ${face.gender} (p=${face.gender_probability}), score ${face.score}`;
     const label = document.createElement("span");
     label.className = "face-label";
@@ -76,9 +81,7 @@ function fillTable(tbody, result) {
   tbody.replaceChildren();
   result.faces.forEach((face, i) => {
     const tr = document.createElement("tr");
-    // the age range (the model's calibrated interval), "-" for a model without one
-    const range = face.age_range ? face.age_range.map((v) => Math.round(v)).join("-") : "-";
-    const cells = [i + 1, face.age.toFixed(1), range, face.gender, face.gender_probability.toFixed(2),
+    const cells = [i + 1, face.age.toFixed(1), rangeText(face) || "-", face.gender, face.gender_probability.toFixed(2),
       face.score.toFixed(2), face.box.map((v) => Math.round(v)).join(", ")];
     for (const value of cells) {
       const td = document.createElement("td");
