@@ -31,6 +31,7 @@ from systems import aaf_samples, frl_samples, utk_samples  # noqa: E402  the ben
 
 from agegender import Predictor  # noqa: E402
 from agegender.evaluation.metrics import range_metrics  # noqa: E402
+from agegender.extras import require, script_imports  # noqa: E402
 from agegender.imageio import ImageLoadError  # noqa: E402
 from agegender.inference.settings import use_fast_detector  # noqa: E402
 from agegender.lazyimage import LazyImage  # noqa: E402
@@ -83,6 +84,9 @@ def main() -> None:
     ap.add_argument("--fast", action="store_true", help="as `predict --fast` runs it: 320 px detector input, flip")
     ap.add_argument("--write", action="store_true", help="store the fitted calibration in the model's record")
     a = ap.parse_args()
+    if a.write:  # before the minutes of measuring: rewriting an .onnx record needs the onnx package
+        with script_imports():
+            require("onnx", "--write", extra="export")
     predictor = Predictor(a.model, flip_tta=a.fast)
     if a.fast:
         use_fast_detector(predictor)

@@ -126,6 +126,18 @@ def test_script_without_its_extra_is_one_line(script, absent, extra):
         f'{Path(script).name}: needs PyTorch: pip install "agegender[{extra}]"'], text
 
 
+def test_calibration_write_without_onnx_is_one_line_before_any_work():
+    """`calibrate_age_range.py MODEL --write` without onnx stops at once (before minutes of measuring): exit 2,
+    one line naming the extra."""
+    path = str(REPO / "scripts" / "calibrate_age_range.py")
+    out = run_without(["onnx"], f"import runpy\nsys.argv = [{path!r}, 'default', '--write']\n"
+                                f"runpy.run_path({path!r}, run_name='__main__')\n")
+    text = out.stdout + out.stderr
+    assert "Traceback" not in text and out.returncode == 2, text
+    assert out.stderr.strip().splitlines() == [
+        'calibrate_age_range.py: --write needs onnx: pip install "agegender[export]"'], text
+
+
 #: everything optional: what a base install lacks
 ALL_OPTIONAL = ["torch", "scipy", "matplotlib", "h5py", "onnx", "fastapi", "uvicorn", "dlib", "pyarrow", "ray",
                 "pi_heif", "pillow_heif"]
