@@ -85,10 +85,22 @@ def test_smoothing_is_the_mean_of_the_last_window_estimates():
     t = tr.update([det(0, 0, 50, 50)], 0)[0]
     assert t.face(0) is None
     for age, pf in [(20, 0.9), (30, 0.8), (40, 0.1), (50, 0.2)]:
-        t.add_estimate(age, pf)
+        t.add_estimate(age, pf, (age - 5, age + 10))
     assert t.age == pytest.approx(40) and t.female_probability == pytest.approx(1.1 / 3)
     f = t.face(0)
     assert f is not None and f.gender.label == "male" and f.gender_probability == pytest.approx(1 - 1.1 / 3)
+    assert f.age_range == pytest.approx((35, 50)) and t.age_range == f.age_range
+
+
+def test_smoothed_range_needs_a_range_on_every_estimate_in_the_window():
+    tr = Tracker(window=2)
+    t = tr.update([det(0, 0, 50, 50)], 0)[0]
+    t.add_estimate(30, 0.5, (25, 40))
+    t.add_estimate(32, 0.5)  # e.g. a model without a calibration: no range rather than half of one
+    assert t.age_range is None and t.face(0).age_range is None
+    t.add_estimate(34, 0.5, (28, 44))
+    t.add_estimate(36, 0.5, (30, 46))  # the range-less estimate has left the window
+    assert t.age_range == pytest.approx((29, 45))
 
 
 # --- the demo on a real clip --------------------------------------------------------------------------------
@@ -148,16 +160,19 @@ def _check_smoothing(rows: list[dict], window: int) -> int:
     """Each frame's age and P(female) are the mean of the track's last `window` own estimates (raw_*, one
     decimal and four in the JSON); returns on how many frames that differs from the default window's mean
     (in age by more than the JSON's 0.1-year rounding, or in P(female) by more than its 1e-4)."""
-    raws: dict[int, list[tuple[float, float]]] = {}
+    raws: dict[int, list[tuple[float, ...]]] = {}
     differs = 0
     for r in rows:
         for f in r["faces"]:
             if f["raw_age"] is not None:
-                raws.setdefault(f["track"], []).append((f["raw_age"], f["raw_gender_probability"]))
+                raws.setdefault(f["track"], []).append((f["raw_age"], f["raw_gender_probability"],
+                                                        *f["raw_age_range"]))
             last = np.array(raws[f["track"]][-window:])
             p_female = f["gender_probability"] if f["gender"] == "female" else 1 - f["gender_probability"]
             assert abs(f["age"] - last[:, 0].mean()) <= 0.1 + 1e-6, (r["frame"], f, last)
             assert abs(p_female - last[:, 1].mean()) <= 2e-4, (r["frame"], f, last)
+            assert np.abs(np.array(f["age_range"]) - last[:, 2:].mean(axis=0)).max() <= 0.1 + 1e-6, (r, last)
+            assert f["age_range"][0] <= f["age"] <= f["age_range"][1]
             last10 = np.array(raws[f["track"]][-10:])
             differs += bool(abs(f["age"] - last10[:, 0].mean()) > 0.1 + 1e-6
                             or abs(p_female - last10[:, 1].mean()) > 2e-4)

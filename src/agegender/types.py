@@ -73,8 +73,8 @@ class Detection:
 @dataclass(frozen=True)
 class FacePrediction:
     """Age and gender of one face: age in years, P(gender given) in 0..1. age_range: (low, high) years, the
-    interval the model's record calibrates to hold the true age at its stated rate (None: the model has none
-    or the age was smoothed over video frames)."""
+    interval the model's record calibrates to hold the true age at its stated rate (None: the model has none);
+    on video (the demo's tracks) the mean of the window's ranges, as the age is the mean of its ages."""
 
     detection: Detection
     age: float

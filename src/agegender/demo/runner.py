@@ -56,6 +56,8 @@ class TrackedFace:
         d: dict[str, Any] = {"track": self.track, **self.face.to_json()}
         d["raw_age"] = round(self.raw.age, 1) if self.raw else None
         d["raw_gender_probability"] = round(female_probability(self.raw), 4) if self.raw else None  # P(female)
+        raw_range = self.raw.age_range if self.raw else None
+        d["raw_age_range"] = [round(v, 1) for v in raw_range] if raw_range else None
         return d
 
 
@@ -117,7 +119,7 @@ class DemoRunner:
         if self.reestimate and tracks:
             raws = list(self.predictor.estimate_faces(image, [t.predicted_detection(index) for t in tracks]))
             for t, f in zip(tracks, raws):
-                t.add_estimate(f.age, female_probability(f))
+                t.add_estimate(f.age, female_probability(f), f.age_range)
         out = []
         for t, raw in zip(tracks, raws):
             face = t.face(index)
@@ -134,7 +136,7 @@ class DemoRunner:
         tracks = self.tracker.update(dets, index, face_descriptors(image, dets))
         out = []
         for t, f in zip(tracks, faces):
-            t.add_estimate(f.age, female_probability(f))
+            t.add_estimate(f.age, female_probability(f), f.age_range)
             smoothed = t.face(index)
             assert smoothed is not None
             out.append(TrackedFace(t.id, smoothed, f))

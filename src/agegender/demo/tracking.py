@@ -3,7 +3,8 @@
 A track follows one face: detections are matched to tracks by box overlap (IoU against each track's
 constant-velocity prediction), gated by appearance (the correlation of small aligned face crops, so a
 different person at the same place starts a new track). Each track keeps its recent age and P(female)
-estimates; the smoothed reading is their mean over the last `window` estimates.
+estimates; the smoothed reading is their mean over the last `window` estimates, and so is the smoothed age
+range (the mean of the window's lower ends and of its upper ends, when every estimate in it has a range).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class Track:
     hits: int = 1
     ages: deque[float] = field(default_factory=deque)
     p_female: deque[float] = field(default_factory=deque)
+    ranges: deque[tuple[float, float] | None] = field(default_factory=deque)
 
     def predicted_box(self, frame: int) -> np.ndarray:
         """(4,) box extrapolated to `frame` at constant velocity from the last matched detection."""
@@ -95,12 +97,15 @@ class Track:
             lms = ((self.detection.landmarks - c_old) * s + c_new).astype(np.float32)
         return Detection(box=tuple(float(v) for v in new), score=self.detection.score, landmarks=lms)
 
-    def add_estimate(self, age: float, p_female: float) -> None:
+    def add_estimate(self, age: float, p_female: float, age_range: tuple[float, float] | None = None) -> None:
+        """One frame's reading: age in years, P(female) in 0..1, the model's (low, high) age range in years."""
         self.ages.append(float(age))
         self.p_female.append(float(p_female))
+        self.ranges.append(None if age_range is None else (float(age_range[0]), float(age_range[1])))
         while len(self.ages) > self.window:
             self.ages.popleft()
             self.p_female.popleft()
+            self.ranges.popleft()
 
     @property
     def age(self) -> float | None:
@@ -111,13 +116,23 @@ class Track:
     def female_probability(self) -> float | None:
         return float(np.mean(self.p_female)) if self.p_female else None
 
+    @property
+    def age_range(self) -> tuple[float, float] | None:
+        """Smoothed (low, high) years: the means of the window's lower and upper ends; None unless every
+        estimate in the window has a range (a model without a calibration gives none)."""
+        if not self.ranges or any(r is None for r in self.ranges):
+            return None
+        low, high = np.mean(np.asarray(self.ranges, np.float64), axis=0)
+        return float(low), float(high)
+
     def face(self, frame: int) -> FacePrediction | None:
         """The smoothed reading as a FacePrediction at the track's (predicted) place in `frame`."""
         age, pf = self.age, self.female_probability
         if age is None or pf is None:
             return None
         g = Gender.FEMALE if pf >= 0.5 else Gender.MALE
-        return FacePrediction(self.predicted_detection(frame), age, g, pf if g is Gender.FEMALE else 1.0 - pf)
+        return FacePrediction(self.predicted_detection(frame), age, g, pf if g is Gender.FEMALE else 1.0 - pf,
+                              age_range=self.age_range)
 
 
 class Tracker:
