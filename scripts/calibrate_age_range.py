@@ -8,7 +8,9 @@ of temperatures and the fitted one, each set's coverage and mean width, and FRL 
 used in the fit). With --write it stores {"level", "temperature", "fitted_on", "coverage"} in the model's
 record (`ModelConfig.age_range`; every weights file of a built-in name: .onnx and .safetensors), leaving
 the weights as they are. Test splits are not read here: measure them once afterwards (`evaluate`,
-`benchmarks/accuracy.py`).
+`benchmarks/accuracy.py`). With --by-prediction it also prints, at the fitted temperature, each val set's
+coverage per decade of *predicted* age, and a check of one temperature per band of predicted age: fitted on one
+val set, coverage by decade of true age on the other.
 
     python scripts/calibrate_age_range.py default --level 0.8 --write
     python scripts/calibrate_age_range.py fast --fast --level 0.8      # as `predict --fast` runs it
@@ -77,12 +79,57 @@ def fit_temperature(sets: dict[str, tuple[np.ndarray, np.ndarray]], level: float
     return math.ceil(hi * 1000 - 1e-9) / 1000  # rounded up: the coverage only grows with the temperature
 
 
+PREDICTED_BANDS = (13, 25, 40, 55)  # years of predicted age: the edges of the bands --by-prediction fits
+
+
+def predicted_ages(probs: np.ndarray, age_min: int) -> np.ndarray:
+    """(faces,) expected age in years of each (faces, K) age distribution."""
+    return age_min + (probs / probs.sum(axis=1, keepdims=True)) @ np.arange(probs.shape[1])
+
+
+def coverage_by(groups: np.ndarray, probs: np.ndarray, ages: np.ndarray, level: float,
+                temperatures: np.ndarray, age_min: int) -> str:
+    """"group: coverage% (faces)" per integer group, each face's range read at its own temperature."""
+    ranges = np.zeros((len(ages), 2))
+    for t in np.unique(temperatures):
+        ranges[temperatures == t] = age_range(probs[temperatures == t], level, t, age_min)
+    inside = (ranges[:, 0] <= ages) & (ages <= ranges[:, 1])
+    return ", ".join(f"{10 * g}s: {100 * inside[groups == g].mean():.1f}% ({(groups == g).sum()})"
+                     for g in np.unique(groups))
+
+
+def print_by_prediction(sets: dict[str, tuple[np.ndarray, np.ndarray]], level: float, temperature: float,
+                        age_min: int) -> None:
+    """Coverage per decade of predicted age at the fitted temperature; then one temperature per band of
+    predicted age (PREDICTED_BANDS) fitted on each val set, read by decade of true age on the other."""
+    for k in FIT_SETS:
+        p, y = sets[k]
+        decade = np.minimum(predicted_ages(p, age_min) // 10, 7).astype(int)
+        print(f"{k}, by predicted age, T {temperature:g}: "
+              + coverage_by(decade, p, y, level, np.full(len(y), temperature), age_min))
+    for fit, check in (FIT_SETS, FIT_SETS[::-1]):
+        p, y = sets[fit]
+        band = np.digitize(predicted_ages(p, age_min), PREDICTED_BANDS)
+        temps = [fit_temperature({k: (p[band == b], y[band == b]) for k in FIT_SETS}, level, age_min)
+                 for b in range(len(PREDICTED_BANDS) + 1)]
+        p, y = sets[check]
+        per_face = np.array(temps)[np.digitize(predicted_ages(p, age_min), PREDICTED_BANDS)]
+        true_decade = np.minimum(y // 10, 7).astype(int)
+        one = fit_temperature({k: sets[fit] for k in FIT_SETS}, level, age_min)
+        print(f"fitted on {fit}, read on {check}, by true age:\n  one temperature {one:g}: "
+              + coverage_by(true_decade, p, y, level, np.full(len(y), one), age_min)
+              + f"\n  per band {[f'{t:g}' for t in temps]}: "
+              + coverage_by(true_decade, p, y, level, per_face, age_min))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="built-in name or weights file")
     ap.add_argument("--level", type=float, default=0.8, help="share of faces the range should hold (0.8)")
     ap.add_argument("--fast", action="store_true", help="as `predict --fast` runs it: 320 px detector input, flip")
     ap.add_argument("--write", action="store_true", help="store the fitted calibration in the model's record")
+    ap.add_argument("--by-prediction", action="store_true",
+                    help="also: coverage by predicted age; a temperature per band of it, checked across the val sets")
     a = ap.parse_args()
     if a.write:  # before the minutes of measuring: rewriting an .onnx record needs the onnx package
         with script_imports():
@@ -104,6 +151,8 @@ def main() -> None:
         mark = " (fitted)" if t == temperature else ""
         print(f"| {t:g}{mark} | " + " | ".join(f"{100 * c:.1f}% in range, {w:.1f} years wide" for c, w in
                                                 cells.values()) + " |")
+    if a.by_prediction:
+        print_by_prediction(sets, a.level, temperature, age_min)
     if a.write:
         from agegender.export.record import write_record
         from agegender.models.config import read_config
