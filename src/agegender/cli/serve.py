@@ -16,6 +16,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=0.6, help="detector threshold when a request names none")
     p.add_argument("--min-threshold", type=float, default=0.3, help="lowest threshold a request may ask for")
     p.add_argument("--flip-tta", action="store_true", help="average each face with its mirror image")
+    p.add_argument("--max-side", type=positive_int, metavar="PIXELS",
+                   help="the detector's first look at each image is scaled to at most this on its longer side "
+                   "(default 640); finer passes follow where a big photo shows small faces or none")
+    p.add_argument("--single-pass", action="store_true", help="one detection pass per image: no finer passes")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MiB (413 above)")
     p.add_argument("--max-pixels", type=positive_int, default=50_000_000,
                    help="largest decoded image in pixels (413 above)")
@@ -43,7 +47,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
     if not 0 <= a.min_threshold <= 1 or not 0 <= a.threshold <= 1:
         raise ValueError("thresholds must be between 0 and 1")
     predictor = Predictor(a.model, a.detector, score_threshold=min(a.min_threshold, a.threshold), flip_tta=a.flip_tta,
-                          threads=a.threads, device=a.device)
+                          detector_max_side=a.max_side, refine_small_faces=not a.single_pass, threads=a.threads,
+                          device=a.device)
     app = create_app(predictor=predictor, max_upload_bytes=int(a.max_upload_mb * 1024 * 1024),
                      max_pixels=a.max_pixels, cors_origins=a.cors_origin, default_threshold=a.threshold,
                      workers=a.workers)

@@ -92,17 +92,18 @@ class RetinaFaceDetector:
         self.min_face = min_face
         self.max_faces = max_faces
 
-    def input_size(self, width: int, height: int) -> tuple[int, int]:
-        """The size (w, h) an image of width x height is shrunk to before detection (see FaceDetector)."""
-        geo = detection_geometry(width, height, self.max_side, self.pad)
+    def input_size(self, width: int, height: int, max_side: int | None = None) -> tuple[int, int]:
+        """The size (w, h) an image of width x height is shrunk to before detection (see FaceDetector);
+        max_side: this pass's input side instead of self.max_side."""
+        geo = detection_geometry(width, height, max_side or self.max_side, self.pad)
         return geo.small_w, geo.small_h
 
-    def _prepare(self, image: np.ndarray, original_size: tuple[int, int] | None = None
-                 ) -> tuple[np.ndarray, DetectionGeometry]:
+    def _prepare(self, image: np.ndarray, original_size: tuple[int, int] | None = None,
+                 max_side: int | None = None) -> tuple[np.ndarray, DetectionGeometry]:
         """Pad, scale and normalise: returns the (1, 3, H, W) input and its geometry (from `image`'s pixels;
         with original_size, the input an image of that size would get, made from this reduced copy)."""
         h, w = image.shape[:2]
-        geo = detection_geometry(*(original_size or (w, h)), self.max_side, self.pad)
+        geo = detection_geometry(*(original_size or (w, h)), max_side or self.max_side, self.pad)
         if original_size is not None:
             geo = replace(geo, width=w, height=h)  # same input canvas, mapped back to this copy's pixels
         if (geo.small_w, geo.small_h) != (w, h):
@@ -123,16 +124,18 @@ class RetinaFaceDetector:
             np.subtract(canvas[..., 2 - c], _MEAN_BGR[c], out=x[0, c], dtype=np.float32)
         return x, geo
 
-    def detect(self, image: np.ndarray, original_size: tuple[int, int] | None = None) -> list[Detection]:
+    def detect(self, image: np.ndarray, original_size: tuple[int, int] | None = None,
+               max_side: int | None = None) -> list[Detection]:
         """Faces in an (H, W, 3) uint8 RGB image, largest first (none in an image under 2 pixels a side), in
         its pixels. original_size (width, height): `image` is a reduced copy of an image that large (at least
         `input_size` of it), and the detector works as it would on that image (same input geometry, same
-        min_face in its pixels)."""
+        min_face in its pixels). max_side: this call's input side instead of self.max_side (a finer pass of
+        `detect_faces`; the detector itself is not changed, so threads may share it)."""
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
         if image.shape[0] < 2 or image.shape[1] < 2:
             return []
-        x, geo = self._prepare(image, original_size)
+        x, geo = self._prepare(image, original_size, max_side)
         min_face = self.min_face * (image.shape[1] / original_size[0] if original_size else 1.0)
         loc, conf, landm = self.session.run(None, {self.input_name: x})
         H, W = x.shape[2:]

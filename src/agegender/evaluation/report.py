@@ -66,7 +66,7 @@ def predict_end_to_end(predictor: Predictor, sources: list[str], progress: bool)
     for i, src in enumerate(tqdm(sources, desc="evaluate end-to-end", unit="img", disable=not progress)):
         try:  # decoded as far as `predict` decodes it (agegender.lazyimage)
             image = LazyImage.open(src)
-            dets = detect_faces(predictor.detector, image)[:1]
+            dets = detect_faces(predictor.detector, image, refine=predictor.refine_small_faces)[:1]
             if not dets:
                 continue
             f = predictor.estimate_faces(image, dets)[0]

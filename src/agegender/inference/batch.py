@@ -151,6 +151,8 @@ def run_predict(
     flip_tta: bool = False,
     progress: bool = True,
     predictor: Predictor | None = None,
+    max_side: int | None = None,
+    refine_small_faces: bool = True,
     fast: bool = False,
     workers: int = 2,
     device: str = "cpu",
@@ -161,7 +163,9 @@ def run_predict(
 ) -> int:
     """Predict every input, streaming results; returns 0 if all inputs were read, 1 if any failed.
 
-    fast: the lighter model and a smaller detector input (see FAST_MODEL). workers: decoding and detection
+    fast: the lighter model and a smaller detector input (see FAST_MODEL). max_side: the detector's input side
+    (Predictor's detector_max_side; named, it wins over fast's); refine_small_faces: finer passes where a big
+    photo shows small faces or none (see Predictor). workers: decoding and detection
     threads of the folder pipeline (`predict_stream`; per Ray worker with engine "ray": 1). device: cpu or
     cuda[:N] (see Predictor).
     fmt "parquet": `output` is a results folder (`ParquetResults`, `part_images` images per file); images
@@ -182,9 +186,11 @@ def run_predict(
         require("ray", "--engine ray")  # before anything is loaded: the hint names 'ray', not 'parquet'
     # the pipeline's threads are its parallelism: one onnxruntime thread per session (more only spin)
     spec = PredictorSpec(model, detector, score_threshold=threshold, max_faces=max_faces, min_face=min_face,
-                         flip_tta=flip_tta, fast=fast, device=device, threads=1 if workers > 1 else None)
+                         detector_max_side=max_side, refine_small_faces=refine_small_faces,
+                         flip_tta=flip_tta, fast=fast, device=device,
+                         threads=1 if workers > 1 else None)
     pred = predictor or spec.build()  # also on the Ray driver: a bad model fails here, and names the results
-    if predictor and fast:
+    if predictor and fast and max_side is None:
         use_fast_detector(pred)  # a ready predictor keeps its own model and flip
 
     def results(todo: list[str]) -> Iterator[tuple[ImageResult, LazyImage | None]]:

@@ -39,6 +39,11 @@ class Predictor:
     score_threshold: the least detector score (0..1) a face must exceed: RetinaFace's own threshold when the
     detector is named "retinaface"; for any other detector, faces scored at or under it are dropped after
     detection (`self.score_threshold`; None: the detector's own default).
+    detector_max_side: RetinaFace sees the image scaled so its longer side is at most this many pixels
+    (default 640; its first pass, see refine_small_faces).
+    refine_small_faces: when a big photo's first pass finds small faces (or none), look again at finer
+    scales (`detectors.detect_faces`): a class photo's or a crowd's faces are found; a portrait costs nothing
+    more. False: one pass (the live demo, where each frame counts).
     flip_tta: average each face with its mirror image (slower, slightly more accurate).
     device: cpu, or cuda[:N] for the detector and an .onnx model on onnxruntime's CUDA provider (needs the
     onnxruntime-gpu package; a clear RuntimeError otherwise). threads: onnxruntime threads per session.
@@ -52,11 +57,13 @@ class Predictor:
         score_threshold: float | None = None,
         max_faces: int | None = None,
         min_face: float = 10.0,
+        detector_max_side: int | None = None,
+        refine_small_faces: bool = True,
         flip_tta: bool = False,
         device: str = "cpu",
         threads: int | None = None,
     ) -> None:
-        check_settings(score_threshold, max_faces, min_face)
+        check_settings(score_threshold, max_faces, min_face, detector_max_side)
         self.estimator = model if hasattr(model, "estimate") else load_estimator(model, device, threads)  # type: ignore[arg-type]
         if isinstance(detector, str):
             kwargs: dict[str, object] = {"max_faces": None, "min_face": 0.0}  # the predictor selects and counts
@@ -68,7 +75,13 @@ class Predictor:
                 kwargs["device"] = device
             detector = create_detector(detector, **kwargs)
             score_threshold = None if "score_threshold" in kwargs else score_threshold  # taken by the detector
+        if detector_max_side is not None:
+            if not hasattr(detector, "max_side"):
+                raise ValueError(f"detector_max_side (--max-side) sets RetinaFace's input size; the "
+                                 f"{getattr(detector, 'name', type(detector).__name__)} detector has none")
+            detector.max_side = detector_max_side  # type: ignore[attr-defined]
         self.detector = detector
+        self.refine_small_faces = refine_small_faces
         self.score_threshold = score_threshold
         self.max_faces = max_faces
         self.min_face = min_face
@@ -104,7 +117,7 @@ class Predictor:
     def detect(self, image: LazyImage) -> tuple[list[Detection], dict[str, int]]:
         """The faces to estimate (largest first, in original pixels) and the skipped counts, as `predict`
         selects them. Raises ImageLoadError if the image cannot be decoded."""
-        found = detect_faces(self.detector, image)
+        found = detect_faces(self.detector, image, refine=self.refine_small_faces)
         if self.score_threshold is not None:
             found = [d for d in found if d.score > self.score_threshold]
         return select_faces(found, self.min_face, self.max_faces)
@@ -142,9 +155,16 @@ class Predictor:
             yield result, image
 
 
-def check_settings(score_threshold: float | None, max_faces: int | None, min_face: float) -> None:
+MIN_DETECTOR_SIDE = 32  # pixels: below this RetinaFace's coarsest anchors see nothing
+
+
+def check_settings(score_threshold: float | None, max_faces: int | None, min_face: float,
+                   detector_max_side: int | None = None) -> None:
     """ValueError, in one line naming the setting and its CLI flag, for settings out of range (a threshold
     above 1 would silently find nothing)."""
+    if detector_max_side is not None and detector_max_side < MIN_DETECTOR_SIDE:
+        raise ValueError(f"detector_max_side (--max-side) must be at least {MIN_DETECTOR_SIDE} pixels, "
+                         f"got {detector_max_side}")
     if max_faces is not None and max_faces < 0:
         raise ValueError(f"max_faces (--max-faces) must be 0 or more, got {max_faces}")
     if min_face < 0:

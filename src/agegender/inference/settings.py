@@ -27,7 +27,7 @@ def use_fast_detector(predictor: Predictor) -> None:
 @dataclass(frozen=True)
 class PredictorSpec:
     """The arguments of `Predictor(...)` (onnxruntime's `threads` per session, `device`) plus `fast` (see
-    FAST_MODEL: its model, detector side and flip).
+    FAST_MODEL: its model, detector side and flip; a `detector_max_side` named here wins over its side).
 
     model: a built-in name or a weights file / run folder; `resolved()` makes a path absolute, so that
     workers started elsewhere find the same file (it must exist at that path on every node).
@@ -38,6 +38,8 @@ class PredictorSpec:
     score_threshold: float | None = None
     max_faces: int | None = None
     min_face: float = 10.0
+    detector_max_side: int | None = None
+    refine_small_faces: bool = True
     flip_tta: bool = False
     fast: bool = False
     threads: int | None = None
@@ -57,9 +59,11 @@ class PredictorSpec:
         """A Predictor as this spec says (model and detector loaded now)."""
         spec = self.resolved()
         predictor = Predictor(spec.model, spec.detector, score_threshold=spec.score_threshold,
-                              max_faces=spec.max_faces, min_face=spec.min_face, flip_tta=spec.flip_tta,
+                              max_faces=spec.max_faces, min_face=spec.min_face,
+                              detector_max_side=spec.detector_max_side,
+                              refine_small_faces=spec.refine_small_faces, flip_tta=spec.flip_tta,
                               device=spec.device, threads=spec.threads)
-        if spec.fast:
+        if spec.fast and spec.detector_max_side is None:  # a side named outright wins over --fast's cap
             use_fast_detector(predictor)
         return predictor
 
@@ -72,6 +76,7 @@ def predictor_settings(predictor: Predictor) -> dict[str, Any]:
         "detector": getattr(det, "name", type(det).__name__),
         "score_threshold": getattr(det, "score_threshold", predictor.score_threshold),
         "detector_max_side": getattr(det, "max_side", None),
+        "refine_small_faces": predictor.refine_small_faces,
         "min_face": predictor.min_face,
         "max_faces": predictor.max_faces,
         "flip_tta": predictor.flip_tta,
