@@ -82,7 +82,7 @@ def test_cli_max_side_and_single_pass(crowd):
     assert bad.returncode != 0 and "--max-side" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_a_photo_without_faces_is_looked_at_up_to_1280_px(monkeypatch):
+def test_a_photo_without_faces_is_looked_at_up_to_1280_px(monkeypatch, frl_images):
     import agegender.detectors.base as base
 
     sides = []
@@ -97,6 +97,9 @@ def test_a_photo_without_faces_is_looked_at_up_to_1280_px(monkeypatch):
     assert sides == [None, 640, 1280]
     sides.clear()
     Predictor(threads=1).predict(rng.integers(90, 110, (400, 500, 3), dtype=np.uint8))  # no more pixels to see
+    assert sides == [None]
+    sides.clear()
+    assert len(Predictor(threads=1).predict(frl_images[0]).faces) == 1  # a 1350x1800 portrait: its face is large
     assert sides == [None]
 
 
