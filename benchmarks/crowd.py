@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from accuracy import num, pct
 from PIL import Image
 from systems import Labelled, System, aaf_samples, make_system, utk_samples
 from tqdm import tqdm
@@ -115,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             m = summarize(ages, pf, true_age, true_gender, ~np.isnan(ages))
             extra = sum(r[2] for r in reads)
             secs = np.mean([r[3] for r in reads])
-            print(f"| {lay} | {system.name} | {len(faces)} | {100 * m['faces_found']:.1f}% | {extra} | "
-                  f"{m['age_mae']:.2f} | {100 * m['gender_acc']:.1f}% | {secs:.2f} |", flush=True)
+            print(f"| {lay} | {system.name} | {len(faces)} | {pct(m['faces_found'])} | {extra} | "
+                  f"{num(m['age_mae'])} | {pct(m['gender_acc'])} | {secs:.2f} |", flush=True)
     return 0
 
 
