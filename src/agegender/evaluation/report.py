@@ -22,7 +22,7 @@ from ..inference.batch import use_fast_detector
 from ..inference.predictor import Predictor
 from ..lazyimage import LazyImage
 from ..models.estimator import Estimator, load_estimator
-from .metrics import breakdown, decade_labels, summarize
+from .metrics import breakdown, decade_labels, gender_calibration, summarize
 
 
 def crops_compatible(ds: PreparedDataset, est: Estimator) -> bool:
@@ -119,6 +119,7 @@ def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.Pat
         "flip_tta": flip_tta,
         "age_range": _calibration(est),
         "overall": summarize(ages, pf, true_age, true_gender, found, ranges),
+        "gender_calibration": gender_calibration(np.where(found, pf, np.nan), true_gender),
         "by_decade": breakdown(decade_labels(true_age), ages, pf, true_age, true_gender, found, ranges),
         "by_gender": breakdown(
             [{0: "male", 1: "female"}.get(int(g), "unknown") for g in true_gender], ages, pf, true_age, true_gender,
@@ -156,7 +157,8 @@ def _write_report(out: Path, report: dict[str, Any], ds: PreparedDataset,
     ages, pf, found, ranges = predictions
     out.mkdir(parents=True, exist_ok=True)
     try:
-        report["plots"] = [p.name for p in write_plots(ages, ds.ages, report["by_decade"], out, report["split"])]
+        report["plots"] = [p.name for p in write_plots(ages, ds.ages, report["by_decade"], out, report["split"],
+                                                       report["gender_calibration"])]
     except MissingExtra as exc:
         report["plots"], report["plots_skipped"] = [], str(exc)
     atomic_write_json(out / "report.json", report)
@@ -166,6 +168,7 @@ def _write_report(out: Path, report: dict[str, Any], ds: PreparedDataset,
           markdown_table(report["by_gender"], "gender")]
     if "by_race" in report:
         md += ["", "## By race label", "", markdown_table(report["by_race"], "race")]
+    md += ["", "## Gender probability calibration", "", reliability_table(report["gender_calibration"])]
     atomic_write_text(out / "report.md", "\n".join(md) + "\n")
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -178,10 +181,24 @@ def _write_report(out: Path, report: dict[str, Any], ds: PreparedDataset,
     atomic_write_text(out / "predictions.csv", buf.getvalue())
 
 
-def write_plots(ages: np.ndarray, true_age: np.ndarray, by_decade: dict[str, dict[str, Any]], out: Path,
-                split: str) -> list[Path]:
-    """predicted_vs_true.png and error_by_age.png into `out`; MissingExtra without matplotlib."""
-    from .plots import plot_error_by_group, plot_predicted_vs_true
+def reliability_table(cal: dict[str, Any]) -> str:
+    """Markdown: each confidence bin's faces, mean stated probability and accuracy, and the ECE under it."""
+    lines = ["| stated probability | faces | mean stated | right |", "|---|---:|---:|---:|"]
+    for r in cal["gender_reliability"]:
+        lines.append(f"| {r['low']:.2f}-{r['high']:.2f} | {r['n']} | {100 * r['confidence']:.1f}% | "
+                     f"{100 * r['accuracy']:.1f}% |")
+    return "\n".join(lines) + f"\n\nExpected calibration error: {100 * cal['gender_ece']:.1f} points."
 
-    return [plot_predicted_vs_true(ages, true_age, out / "predicted_vs_true.png", f"{split}: predicted vs true age"),
-            plot_error_by_group(by_decade, out / "error_by_age.png", f"{split}: age MAE by decade")]
+
+def write_plots(ages: np.ndarray, true_age: np.ndarray, by_decade: dict[str, dict[str, Any]], out: Path,
+                split: str, calibration: dict[str, Any] | None = None) -> list[Path]:
+    """predicted_vs_true.png, error_by_age.png and (given the gender calibration) gender_reliability.png into
+    `out`; MissingExtra without matplotlib."""
+    from .plots import plot_error_by_group, plot_predicted_vs_true, plot_reliability
+
+    paths = [plot_predicted_vs_true(ages, true_age, out / "predicted_vs_true.png", f"{split}: predicted vs true age"),
+             plot_error_by_group(by_decade, out / "error_by_age.png", f"{split}: age MAE by decade")]
+    if calibration is not None:
+        paths.append(plot_reliability(calibration["gender_reliability"], out / "gender_reliability.png",
+                                      f"{split}: gender probability, ECE {100 * calibration['gender_ece']:.1f} pts"))
+    return paths
