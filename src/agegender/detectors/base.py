@@ -43,6 +43,9 @@ FINEST_SIDE = 4096
 #: where a pass finds no face at all, finer passes go on up to this input side (and stop there: a photo
 #: whose 1280 px pass finds nothing is taken to hold no face, rather than paying 4096 px passes for it)
 NO_FACE_SIDE = 1280
+#: how far a finer pass may enlarge a photo whose faces are small in its own pixels (a low-resolution group
+#: photo), once a pass has found such faces
+MAX_ENLARGE = 2.0
 
 
 def detect_faces(detector: FaceDetector, image: LazyImage, refine: bool = False) -> list[Detection]:
@@ -50,22 +53,31 @@ def detect_faces(detector: FaceDetector, image: LazyImage, refine: bool = False)
     (`input_size`), in the original image's pixels (as displayed). Raises ImageLoadError if the image
     cannot be decoded.
 
-    refine (detectors with a `max_side`): when the image has at least 1.5 times the pixels a side of the
-    detector's input and the pass found no face, or a face under SMALL_FACE_PX in its input, look again at twice
-    the input side (up to FINEST_SIDE and the image's own size), as long as each pass finds small faces; where
-    no face is found at all, up to NO_FACE_SIDE (the default's 640 px: one finer pass). The faces of each pass
-    are kept where the finer pass has none at their place (it can miss faces too large for its anchors)."""
-    side = getattr(detector, "max_side", None)
+    refine (detectors with a `max_side`): where a pass finds a face under SMALL_FACE_PX in its input, look
+    again at twice the input side (up to FINEST_SIDE), the photo enlarged up to MAX_ENLARGE times if its own
+    pixels are too few, as long as each pass finds small faces and sees them at least 1.5 times larger; where
+    a pass finds no face at all, look again at twice the side without enlarging, up to NO_FACE_SIDE (the
+    default's 640 px: one finer pass for a big photo). A face seen at SMALL_FACE_PX or more stays as that pass
+    found it (so a photo whose faces are large reads as it would in one pass); a smaller one gives way to a
+    finer pass's face at its place; faces only one pass found are all kept (a finer pass can miss faces too
+    large for its anchors)."""
+    if getattr(detector, "max_side", None) is None:
+        return _detect_pass(detector, image, None)
+    side, enlarge = detector.max_side, 1.0  # type: ignore[attr-defined]
     found = _detect_pass(detector, image, None)
-    while refine and side is not None and _wants_finer_pass(detector, image, found, side):
-        side = min(2 * side, FINEST_SIDE)
-        found = merge_passes(_detect_pass(detector, image, side), found)
+    settled = _seen_well(found, _scale(detector, image, side, enlarge))
+    while refine and (finer := _finer_pass(detector, image, found, side, enlarge)) is not None:
+        side, enlarge = finer
+        new = _detect_pass(detector, image, side, enlarge)
+        found, settled = merge_passes(new, _seen_well(new, _scale(detector, image, side, enlarge)), found, settled)
     return found
 
 
-def _detect_pass(detector: FaceDetector, image: LazyImage, side: int | None) -> list[Detection]:
-    """One detection pass at the detector's own input side (side None) or at `side`."""
-    kwargs = {} if side is None else {"max_side": side}
+def _detect_pass(detector: FaceDetector, image: LazyImage, side: int | None, enlarge: float = 1.0
+                 ) -> list[Detection]:
+    """One detection pass at the detector's own input side (side None) or at `side`, enlarging the photo up
+    to `enlarge` times."""
+    kwargs = {} if side is None else {"max_side": side, "max_scale": enlarge}
     w, h = detector.input_size(image.width, image.height, **kwargs) if kwargs else \
         input_size(detector, image.width, image.height)  # type: ignore[attr-defined]
     view = image.view(math.ceil(w), math.ceil(h))
@@ -75,26 +87,45 @@ def _detect_pass(detector: FaceDetector, image: LazyImage, side: int | None) -> 
     return [view.detection_to_original(d) for d in found]
 
 
-def _wants_finer_pass(detector: FaceDetector, image: LazyImage, found: list[Detection], side: int) -> bool:
-    """Whether a pass at `side` leaves faces to find: the image has more pixels than that input, a finer
-    side is allowed, and the pass found a small face (or none at all, below NO_FACE_SIDE)."""
-    w, _ = detector.input_size(image.width, image.height, max_side=side)  # type: ignore[attr-defined]
-    scale = w / image.width
-    if scale > 2 / 3 or side >= FINEST_SIDE:  # under 1.5x more pixels a side to gain: not worth a pass
-        return False
+def _finer_pass(detector: FaceDetector, image: LazyImage, found: list[Detection], side: int,
+                enlarge: float) -> tuple[int, float] | None:
+    """The next pass's (input side, enlargement) after a pass at (side, enlarge) that found `found`, or None:
+    a small face found, or none below NO_FACE_SIDE, and the next pass sees the photo at least 1.5 times as
+    large."""
+    now = _scale(detector, image, side, enlarge)
     if not found:
-        return side < NO_FACE_SIDE
-    return min(min(d.width, d.height) for d in found) * scale < SMALL_FACE_PX
+        nxt = (min(2 * side, NO_FACE_SIDE), 1.0)
+    elif not all(_seen_well(found, now)):
+        nxt = (min(2 * side, FINEST_SIDE), MAX_ENLARGE)
+    else:
+        return None
+    return nxt if nxt[0] > side and _scale(detector, image, *nxt) >= 1.5 * now else None
 
 
-def merge_passes(finer: list[Detection], coarser: list[Detection], overlap: float = 0.3) -> list[Detection]:
-    """The finer pass's faces plus the coarser pass's faces that overlap none of them (IoU <= overlap),
-    largest first."""
-    if not finer or not coarser:
-        return sort_and_cap(finer or coarser, None)
-    iou = iou_matrix(np.array([d.box for d in coarser]), np.array([d.box for d in finer]))
-    kept = [d for d, row in zip(coarser, iou) if row.max() <= overlap]
-    return sort_and_cap(finer + kept, None)
+def _scale(detector: FaceDetector, image: LazyImage, side: int, enlarge: float) -> float:
+    """Detector input pixels per image pixel in a pass at (side, enlarge)."""
+    w, _ = detector.input_size(image.width, image.height, max_side=side, max_scale=enlarge)  # type: ignore[attr-defined]
+    return w / image.width
+
+
+def _seen_well(faces: list[Detection], scale: float) -> list[bool]:
+    """For each face, whether it was SMALL_FACE_PX or more (shorter side) in a pass at `scale`."""
+    return [min(d.width, d.height) * scale >= SMALL_FACE_PX for d in faces]
+
+
+def merge_passes(finer: list[Detection], finer_settled: list[bool], coarser: list[Detection],
+                 coarser_settled: list[bool], overlap: float = 0.3) -> tuple[list[Detection], list[bool]]:
+    """Two passes' faces as one list, largest first, each with its settled flag (seen at SMALL_FACE_PX or more).
+    Where faces of both overlap (IoU > overlap), a settled coarser face stays and the finer one is dropped; an
+    unsettled coarser face gives way to the finer one. Faces at no other's place are kept."""
+    iou = iou_matrix(np.array([d.box for d in finer]), np.array([d.box for d in coarser]))
+    fine_keep = [i for i in range(len(finer))
+                 if not any(iou[i, j] > overlap and coarser_settled[j] for j in range(len(coarser)))]
+    coarse_keep = [j for j in range(len(coarser))
+                   if coarser_settled[j] or not any(iou[i, j] > overlap for i in fine_keep)]
+    pairs = [(finer[i], finer_settled[i]) for i in fine_keep] + [(coarser[j], coarser_settled[j]) for j in coarse_keep]
+    pairs.sort(key=lambda p: p[0].area, reverse=True)
+    return [d for d, _ in pairs], [s for _, s in pairs]
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -92,22 +92,25 @@ class RetinaFaceDetector:
         self.min_face = min_face
         self.max_faces = max_faces
 
-    def input_size(self, width: int, height: int, max_side: int | None = None) -> tuple[int, int]:
-        """The size (w, h) an image of width x height is shrunk to before detection (see FaceDetector);
-        max_side: this pass's input side instead of self.max_side."""
-        geo = detection_geometry(width, height, max_side or self.max_side, self.pad)
+    def input_size(self, width: int, height: int, max_side: int | None = None,
+                   max_scale: float = 1.0) -> tuple[int, int]:
+        """The size (w, h) an image of width x height is scaled to before detection (see FaceDetector);
+        max_side: this pass's input side instead of self.max_side; max_scale: how far it may enlarge."""
+        geo = detection_geometry(width, height, max_side or self.max_side, self.pad, max_scale)
         return geo.small_w, geo.small_h
 
     def _prepare(self, image: np.ndarray, original_size: tuple[int, int] | None = None,
-                 max_side: int | None = None) -> tuple[np.ndarray, DetectionGeometry]:
+                 max_side: int | None = None, max_scale: float = 1.0) -> tuple[np.ndarray, DetectionGeometry]:
         """Pad, scale and normalise: returns the (1, 3, H, W) input and its geometry (from `image`'s pixels;
         with original_size, the input an image of that size would get, made from this reduced copy)."""
         h, w = image.shape[:2]
-        geo = detection_geometry(*(original_size or (w, h)), max_side or self.max_side, self.pad)
+        geo = detection_geometry(*(original_size or (w, h)), max_side or self.max_side, self.pad, max_scale)
         if original_size is not None:
             geo = replace(geo, width=w, height=h)  # same input canvas, mapped back to this copy's pixels
         if (geo.small_w, geo.small_h) != (w, h):
-            small = cv2.resize(image, (geo.small_w, geo.small_h), interpolation=cv2.INTER_AREA)
+            enlarge = geo.small_w > w
+            small = cv2.resize(image, (geo.small_w, geo.small_h),
+                               interpolation=cv2.INTER_LINEAR if enlarge else cv2.INTER_AREA)
         else:
             small = image
         p, sh, sw = geo.pad_px, geo.small_h, geo.small_w
@@ -125,17 +128,18 @@ class RetinaFaceDetector:
         return x, geo
 
     def detect(self, image: np.ndarray, original_size: tuple[int, int] | None = None,
-               max_side: int | None = None) -> list[Detection]:
+               max_side: int | None = None, max_scale: float = 1.0) -> list[Detection]:
         """Faces in an (H, W, 3) uint8 RGB image, largest first (none in an image under 2 pixels a side), in
         its pixels. original_size (width, height): `image` is a reduced copy of an image that large (at least
         `input_size` of it), and the detector works as it would on that image (same input geometry, same
-        min_face in its pixels). max_side: this call's input side instead of self.max_side (a finer pass of
-        `detect_faces`; the detector itself is not changed, so threads may share it)."""
+        min_face in its pixels). max_side: this call's input side instead of self.max_side, max_scale: how far
+        the image may be enlarged to fill it (a finer pass of `detect_faces`; the detector itself is not
+        changed, so threads may share it)."""
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
         if image.shape[0] < 2 or image.shape[1] < 2:
             return []
-        x, geo = self._prepare(image, original_size, max_side)
+        x, geo = self._prepare(image, original_size, max_side, max_scale)
         min_face = self.min_face * (image.shape[1] / original_size[0] if original_size else 1.0)
         loc, conf, landm = self.session.run(None, {self.input_name: x})
         H, W = x.shape[2:]
@@ -169,7 +173,8 @@ class DetectionGeometry:
     """Where an image of width x height lands in the detector's input canvas, and back.
 
     The image is padded by `pad_px` on each side (in canvas pixels) after being resized to
-    small_w x small_h (scale_x = small_w / width, scale_y = small_h / height, both <= 1); the canvas is
+    small_w x small_h (scale_x = small_w / width, scale_y = small_h / height, both <= 1 unless a pass may
+    enlarge); the canvas is
     that, rounded up to a multiple of 32. Pure arithmetic, so it can be tested on its own.
     """
 
@@ -207,13 +212,15 @@ class DetectionGeometry:
         return np.asarray(pts, np.float64) * np.array([self.scale_x, self.scale_y]) + self.pad_px
 
 
-def detection_geometry(width: int, height: int, max_side: int, pad: float) -> DetectionGeometry:
-    """The detector input geometry for an image: pad `pad` x the longer side on each side, then downscale
-    (never up) so that the padded longer side is at most `max_side`; each side keeps at least 1 pixel."""
+def detection_geometry(width: int, height: int, max_side: int, pad: float, max_scale: float = 1.0
+                       ) -> DetectionGeometry:
+    """The detector input geometry for an image: pad `pad` x the longer side on each side, then scale so that
+    the padded longer side is at most `max_side`, never up by more than `max_scale` (1: only down); each side
+    keeps at least 1 pixel."""
     if width < 1 or height < 1:
         raise ValueError(f"image of {width}x{height} pixels has no area")
     pad_full = int(round(pad * max(width, height)))
-    scale = min(1.0, max_side / float(max(width, height) + 2 * pad_full))
+    scale = min(max_scale, max_side / float(max(width, height) + 2 * pad_full))
     sw, sh = max(1, round(width * scale)), max(1, round(height * scale))
     p = int(round(pad_full * scale))
     return DetectionGeometry(
