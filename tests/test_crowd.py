@@ -136,3 +136,16 @@ def test_a_low_resolution_group_photo_is_enlarged_for_its_small_faces(crowd):
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         hit |= {i for i, (x, y) in enumerate(scaled) if x <= cx <= x + TILE / 5 and y <= cy <= y + TILE / 5}
     assert len(one.faces) < 30 and len(hit) >= 50, (len(one.faces), len(hit))
+
+
+def test_face_thumbnails_are_found_by_an_enlarged_pass(utk_subset):
+    """UTKFace files shrunk to 32 and 24 px (thumbnails): one pass finds few of their faces; the enlarged pass
+    for a tiny photo with no face finds nearly all, and reads them sensibly."""
+    files = sorted((utk_subset / "images").glob("*.jpg"))[:30]
+    refined, one_pass = Predictor(threads=1), Predictor(refine_small_faces=False, threads=1)
+    for size, one_pass_at_most in ((32, 25), (24, 5)):
+        thumbs = [np.asarray(Image.open(f).convert("RGB").resize((size, size), Image.LANCZOS)) for f in files]
+        one = sum(bool(one_pass.predict(t).faces) for t in thumbs)
+        found = [refined.predict(t).faces for t in thumbs]
+        assert one <= one_pass_at_most and sum(map(bool, found)) >= 27, (size, one, [len(f) for f in found])
+        assert all(0 < fs[0].age < 100 for fs in found if fs)

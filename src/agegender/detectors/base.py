@@ -46,6 +46,9 @@ NO_FACE_SIDE = 1280
 #: how far a finer pass may enlarge a photo whose faces are small in its own pixels (a low-resolution group
 #: photo), once a pass has found such faces
 MAX_ENLARGE = 2.0
+#: a photo under this many pixels on its longer side where no face is found (a face thumbnail of 24-48 px)
+#: gets one pass enlarged TINY_ENLARGE times
+TINY_IMAGE, TINY_ENLARGE = 128, 4.0
 
 
 def detect_faces(detector: FaceDetector, image: LazyImage, refine: bool = False) -> list[Detection]:
@@ -57,7 +60,8 @@ def detect_faces(detector: FaceDetector, image: LazyImage, refine: bool = False)
     again at twice the input side (up to FINEST_SIDE), the photo enlarged up to MAX_ENLARGE times if its own
     pixels are too few, as long as each pass finds small faces and sees them at least 1.5 times larger; where
     a pass finds no face at all, look again at twice the side without enlarging, up to NO_FACE_SIDE (the
-    default's 640 px: one finer pass for a big photo). A face seen at SMALL_FACE_PX or more stays as that pass
+    default's 640 px: one finer pass for a big photo), or, in a photo under TINY_IMAGE px, enlarged
+    TINY_ENLARGE times. A face seen at SMALL_FACE_PX or more stays as that pass
     found it (so a photo whose faces are large reads as it would in one pass); a smaller one gives way to a
     finer pass's face at its place; faces only one pass found are all kept (a finer pass can miss faces too
     large for its anchors)."""
@@ -90,16 +94,18 @@ def _detect_pass(detector: FaceDetector, image: LazyImage, side: int | None, enl
 def _finer_pass(detector: FaceDetector, image: LazyImage, found: list[Detection], side: int,
                 enlarge: float) -> tuple[int, float] | None:
     """The next pass's (input side, enlargement) after a pass at (side, enlarge) that found `found`, or None:
-    a small face found, or none below NO_FACE_SIDE, and the next pass sees the photo at least 1.5 times as
-    large."""
+    a small face found, or none (below NO_FACE_SIDE, or in a tiny photo), and the next pass sees the photo at
+    least 1.5 times as large."""
     now = _scale(detector, image, side, enlarge)
-    if not found:
+    if not found and max(image.width, image.height) < TINY_IMAGE:
+        nxt = (side, TINY_ENLARGE)
+    elif not found:
         nxt = (min(2 * side, NO_FACE_SIDE), 1.0)
     elif not all(_seen_well(found, now)):
         nxt = (min(2 * side, FINEST_SIDE), MAX_ENLARGE)
     else:
         return None
-    return nxt if nxt[0] > side and _scale(detector, image, *nxt) >= 1.5 * now else None
+    return nxt if _scale(detector, image, *nxt) >= 1.5 * now else None  # each pass sees more: the loop ends
 
 
 def _scale(detector: FaceDetector, image: LazyImage, side: int, enlarge: float) -> float:
