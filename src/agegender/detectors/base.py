@@ -56,15 +56,14 @@ def detect_faces(detector: FaceDetector, image: LazyImage, refine: bool = False)
     (`input_size`), in the original image's pixels (as displayed). Raises ImageLoadError if the image
     cannot be decoded.
 
-    refine (detectors with a `max_side`): where a pass finds a face under SMALL_FACE_PX in its input, look
-    again at twice the input side (up to FINEST_SIDE), the photo enlarged up to MAX_ENLARGE times if its own
-    pixels are too few, as long as each pass finds small faces and sees them at least 1.5 times larger; where
-    a pass finds no face at all, look again at twice the side without enlarging, up to NO_FACE_SIDE (the
-    default's 640 px: one finer pass for a big photo), or, in a photo under TINY_IMAGE px, enlarged
-    TINY_ENLARGE times. A face seen at SMALL_FACE_PX or more stays as that pass
-    found it (so a photo whose faces are large reads as it would in one pass); a smaller one gives way to a
-    finer pass's face at its place; faces only one pass found are all kept (a finer pass can miss faces too
-    large for its anchors)."""
+    refine (detectors with a `max_side`): where a pass finds a face under SMALL_FACE_PX in its input, look again
+    at twice the input side (up to FINEST_SIDE), the photo enlarged up to MAX_ENLARGE times if its own pixels
+    are too few, as long as each pass finds small faces and sees them at least 1.5 times larger; where a pass
+    finds no face at all, look again at twice the side without enlarging, up to NO_FACE_SIDE (the default's 640
+    px: one finer pass for a big photo), or, in a photo under TINY_IMAGE px, enlarged TINY_ENLARGE times. A face
+    seen at SMALL_FACE_PX or more stays as that pass found it (so a photo whose faces are large reads as it
+    would in one pass); a smaller one gives way to a finer pass's face at its place; faces only one pass found
+    are all kept (a finer pass can miss faces too large for its anchors)."""
     if getattr(detector, "max_side", None) is None:
         return _detect_pass(detector, image, None)
     side, enlarge = detector.max_side, 1.0  # type: ignore[attr-defined]
