@@ -140,7 +140,8 @@ def test_small_faces_in_a_large_photo_are_found_and_cut_from_enough_pixels(predi
             (b,) = [f for f in full if box_gap(f.detection, a.detection) < 10]
             small.append(crop_reduction(a.detection, pred.preprocessing))  # the coarsest view it may be cut from
             assert min(image.decoded_reductions) <= small[-1]
-            assert box_gap(a.detection, b.detection) <= 3.0
+            # within 3 px, or 2% of the face's width for a face a finer detection pass found on another view
+            assert box_gap(a.detection, b.detection) <= max(3.0, 0.02 * a.detection.width)
             assert a.gender is b.gender and abs(a.age - b.age) <= 2.0, (a.age, b.age)
         assert len(small) >= {640: 3, 1600: 5}[pred.detector.max_side], small
         assert min(small) < det_reduction and min(image.decoded_reductions) == min(small)  # decoded finer for them
