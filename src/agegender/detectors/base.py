@@ -65,12 +65,12 @@ def detect_faces(detector: FaceDetector, image: LazyImage, refine: bool = False)
     seen at SMALL_FACE_PX or more stays as that pass found it (so a photo whose faces are large reads as it
     would in one pass); a smaller one gives way to a finer pass's face at its place; faces only one pass found
     are all kept (a finer pass can miss faces too large for its anchors)."""
-    if getattr(detector, "max_side", None) is None:
-        return _detect_pass(detector, image, None)
-    side, enlarge = detector.max_side, 1.0  # type: ignore[attr-defined]
     found = _detect_pass(detector, image, None)
+    if not refine or getattr(detector, "max_side", None) is None:
+        return found
+    side, enlarge = detector.max_side, 1.0  # type: ignore[attr-defined]
     settled = _seen_well(found, _scale(detector, image, side, enlarge))
-    while refine and (finer := _finer_pass(detector, image, found, side, enlarge)) is not None:
+    while (finer := _finer_pass(detector, image, found, side, enlarge)) is not None:
         side, enlarge = finer
         new = _detect_pass(detector, image, side, enlarge)
         found, settled = merge_passes(new, _seen_well(new, _scale(detector, image, side, enlarge)), found, settled)
