@@ -7,6 +7,7 @@ Validation splits by default, so that test splits stay measured once.
 
     python benchmarks/conditions.py --limit 600                       # UTKFace val, AAF val, FRL; all systems
     python benchmarks/conditions.py --sets frl --systems default,faceres-deep
+    python benchmarks/conditions.py --limit 600 --conditions clean,tilt-20,tilt-35   # tilted heads
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from accuracy import run_system
-from corruptions import ALL_CONDITIONS, CORRUPTIONS, PROBES
+from corruptions import ALL_CONDITIONS, CORRUPTIONS, PROBES, TILTS
 from systems import Labelled, aaf_samples, frl_samples, make_system, spread, utk_samples
 
 from agegender.evaluation.metrics import summarize
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--systems", default=DEFAULT_SYSTEMS, help=f"comma-separated (default {DEFAULT_SYSTEMS})")
     ap.add_argument("--sets", default="utk,aaf,frl", help="comma-separated: utk (val), aaf (val), frl")
     ap.add_argument("--conditions", default=",".join(CONDITIONS), help=f"comma-separated from {', '.join(CONDITIONS)} "
-                    f"(default), or the probes {', '.join(PROBES)}")
+                    f"(default), the tilted heads {', '.join(TILTS)}, or the probes {', '.join(PROBES)}")
     ap.add_argument("--limit", type=int, help="at most N images per set, spread over the set")
     ap.add_argument("--wrn-weights", help="weights.28-3.73.hdf5 (default: from the cache)")
     ap.add_argument("--json", help="also write all numbers here")

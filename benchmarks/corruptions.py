@@ -18,6 +18,7 @@ import io
 import zlib
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 from PIL import Image, ImageFilter
 
@@ -84,6 +85,27 @@ def _soft(factor: int) -> Callable[[np.ndarray, np.random.Generator], np.ndarray
     return soft
 
 
+def _tilt(degrees: int) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    def tilt(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return rotate_whole(img, degrees * float(rng.choice([-1.0, 1.0])))
+
+    tilt.__doc__ = (f"A head tilted by {degrees} degrees, either way (drawn per file): the whole photo turned, on a "
+                    "canvas grown to hold it, its edge pixels repeated into the corners.")
+    return tilt
+
+
+def rotate_whole(img: np.ndarray, degrees: float) -> np.ndarray:
+    """(H, W, 3) image turned counter-clockwise on screen by `degrees` about its centre, on a canvas grown to
+    hold all of it (bilinear, the border replicated into the new corners)."""
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), degrees, 1.0)
+    cos, sin = abs(m[0, 0]), abs(m[0, 1])
+    nw, nh = int(round(h * sin + w * cos)), int(round(h * cos + w * sin))
+    m[0, 2] += (nw - w) / 2.0
+    m[1, 2] += (nh - h) / 2.0
+    return cv2.warpAffine(img, m, (nw, nh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
 CORRUPTIONS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
     "greyscale": greyscale,
     "old-print": old_print,
@@ -96,7 +118,12 @@ CORRUPTIONS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] 
 PROBES: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
     f"soft-{k}": _soft(k) for k in (6, 10, 14)
 }
-ALL_CONDITIONS = {**CORRUPTIONS, **PROBES}
+# Tilted heads (`conditions.py --conditions clean,tilt-20,tilt-35`, their own table): people tilt their heads
+# in group, news and family photos, where UTKFace's aligned faces and AAF's crops hold few tilted ones.
+TILTS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
+    f"tilt-{d}": _tilt(d) for d in (20, 35)
+}
+ALL_CONDITIONS = {**CORRUPTIONS, **PROBES, **TILTS}
 
 
 def corrupt(name: str, img: np.ndarray, key: str) -> np.ndarray:

@@ -17,7 +17,8 @@ convolutions at export, which stay float32) compute from the very same values th
         --ensemble other-run-blend.safetensors --shared 7   # one network: both runs' outputs averaged
     python scripts/make_builtin_model.py fast --remeasure --data data/utk-sq140 \\
         --extra aaf_val=data/aaf:val --frl ../shared/datasets/frl_canada   # the same numbers, measured again
-                                                            # (--data-note "...": and a corrected data note)
+                                                            # (--data-note "...": and a corrected data note;
+                                                            # --level: read levelled crops from now on)
 """
 
 from __future__ import annotations
@@ -161,11 +162,20 @@ def measure(model: torch.nn.Module, cfg: ModelConfig, args: argparse.Namespace) 
     return card
 
 
+def with_level(cfg: ModelConfig, level: bool) -> ModelConfig:
+    """`cfg` reading levelled square crops (`Preprocessing.level`, tilted heads turned upright) where `level`;
+    the record is measured and shipped that way. Runs train on upright squares, so the flag is set here."""
+    if not level or cfg.preprocessing.level:
+        return cfg
+    return replace(cfg, preprocessing=replace(cfg.preprocessing, level=True))
+
+
 def remeasure(args: argparse.Namespace) -> None:
     """Measure a built-in model again (e.g. after its packages changed: OpenCV's resizing, ONNX Runtime's
     kernels) and rewrite only its card's numbers, and its data note where --data-note is given (to correct
     it); weights, recipe and everything else stay as they are."""
     model, cfg = load_model(WEIGHTS_DIR / f"{args.run}.safetensors")
+    cfg = with_level(cfg, args.level)
     before = {k: cfg.card.get(k) for k in ("test_metrics", "test_metrics_crops")}
     cfg.card = {**cfg.card, **measure(model, cfg, args), **({"data": args.data_note} if args.data_note else {})}
     save_half(WEIGHTS_DIR / f"{args.run}.safetensors", model, cfg)
@@ -195,6 +205,8 @@ def main() -> None:
                     help="an output ensemble with this weights file (repeatable), after --wise and --soup")
     ap.add_argument("--shared", type=int, default=0,
                     help="with --ensemble: the lower layers the members share and compute once (the --freeze)")
+    ap.add_argument("--level", action="store_true", help="the model reads levelled square crops (tilted heads "
+                    "turned upright by their landmarks): set in its record before it is measured")
     ap.add_argument("--summary", default="", help="one-line description for `agegender models`")
     ap.add_argument("--data-note", help="what the model was trained and selected on (default: UTKFace alone); "
                     "with --remeasure, a corrected note replaces the card's")
@@ -224,6 +236,7 @@ def main() -> None:
         # runs from before the record had crop_size: they were trained on ds_size crops resized to size
         cfg.preprocessing = replace(cfg.preprocessing, crop_size=ds_size)
         print(f"record: crop_size set to {ds_size} (the dataset's crop size; the run predates the field)")
+    cfg = with_level(cfg, args.level)
     round_to_half(model)
     history = json.loads((run / "history.json").read_text())
     train_args = json.loads((run / "args.json").read_text())

@@ -81,9 +81,9 @@ def test_wise_sweep_measures_each_blend_as_shipped(prepared, tmp_path):
 
 @pytest.mark.slow
 def test_remeasure_rewrites_the_numbers_and_a_corrected_data_note_not_the_weights(utk_subset, tmp_path, monkeypatch):
-    """`make_builtin_model.py NAME --remeasure [--data-note ...]` on a copy of the built-in `fast`: the card's
-    test numbers come from the given split (the 60-file subset, cut as fast cuts), the note changes only when
-    one is given, the weights never."""
+    """`make_builtin_model.py NAME --remeasure [--data-note ...] [--level]` on a copy of the built-in `fast`: the
+    card's test numbers come from the given split (the 60-file subset, cut as fast cuts), the note changes only
+    when one is given, the record reads levelled crops once --level is given, the weights never change."""
     from argparse import Namespace
 
     from safetensors.numpy import load_file
@@ -97,10 +97,12 @@ def test_remeasure_rewrites_the_numbers_and_a_corrected_data_note_not_the_weight
     (weights / "fast.safetensors").write_bytes(source.read_bytes())
     monkeypatch.setattr(make_builtin_model, "WEIGHTS_DIR", weights)
     before = read_config(str(source)).card
-    for note in (None, "corrected note"):
-        make_builtin_model.remeasure(Namespace(run="fast", data=str(prepared), extra=[], frl=None, data_note=note))
+    for note, level in ((None, False), ("corrected note", True)):
+        make_builtin_model.remeasure(Namespace(run="fast", data=str(prepared), extra=[], frl=None, data_note=note,
+                                               level=level))
         got = read_config(str(weights / "fast.onnx")).card
         assert got == read_config(str(weights / "fast.safetensors")).card
+        assert read_config(str(weights / "fast.onnx")).preprocessing.level is level  # --level: levelled crops
         assert got["data"] == (note or before["data"])
         assert got["recipe"] == before["recipe"] and got["init_recipes"] == before["init_recipes"]
         assert got["test_metrics_crops"]["n"] == got["test_metrics"]["n"] < 100  # the small split given, not the card's

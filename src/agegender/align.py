@@ -4,6 +4,8 @@ Three modes, chosen by a model's stored Preprocessing:
 - "align5": a similarity transform maps the 5 detector landmarks onto a fixed template, with `margin`
   extra context on each side (fraction of the template face's size);
 - "square": a square centred on the detection box, side (1 + 2 margin) x the box's longer side, upright;
+  with `level`, turned about the box centre so that the face's eyes are level (its roll read from the 5
+  landmarks): a tilted head is seen as an upright one, at the box's scale;
 - "box": the original Keras demo's crop: the detection box grown by `margin` of its width/height on each
   side, clipped to the image, resized to a square (aspect not kept).
 
@@ -80,25 +82,31 @@ def box_crop_window(
 def crop_matrix(det: Detection, prep: Preprocessing) -> np.ndarray:
     """(2, 3) affine matrix mapping image pixels to crop pixels for one detection (align5 and square modes).
 
-    align5 falls back to the square crop when the detection has no usable landmarks (none, not finite, or
-    all at one point).
+    align5 falls back to the square crop, and a levelled square to the upright one, when the detection has no
+    usable landmarks (none, not finite, or all at one point).
     """
     size, margin = prep.size, prep.margin
     lms = det.landmarks
     usable = lms is not None and np.isfinite(lms).all() and np.ptp(np.asarray(lms, np.float64), axis=0).max() > 1e-3
     if prep.crop == "align5" and usable:
         return similarity_transform(lms, template_points(size, margin))
+    if prep.crop == "square" and prep.level and usable:
+        roll = roll_degrees(lms)
+        return square_matrix(det.box, size, margin, roll if abs(roll) <= LEVEL_MAX_DEGREES else 0.0)
     return square_matrix(det.box, size, margin)
 
 
-def square_matrix(box: tuple[float, float, float, float], size: int, margin: float) -> np.ndarray:
+def square_matrix(box: tuple[float, float, float, float], size: int, margin: float, roll: float = 0.0) -> np.ndarray:
     """(2, 3) matrix taking the square of side (1 + 2 margin) x max(box width, height), centred on the box, to
-    a size x size crop (uniform scale, no rotation)."""
+    a size x size crop (uniform scale). `roll` (degrees, counter-clockwise on screen) is turned back: a face
+    turned by `roll` (`roll_degrees`) comes out upright; 0 cuts the square as the box stands."""
     x1, y1, x2, y2 = box
     side = max(x2 - x1, y2 - y1) * (1.0 + 2.0 * margin)
     cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
     s = size / max(side, 1e-6)
-    return np.array([[s, 0.0, size / 2.0 - s * cx], [0.0, s, size / 2.0 - s * cy]])
+    t = np.radians(roll)
+    rs = s * np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])  # clockwise on screen (y down)
+    return np.hstack([rs, (np.array([size / 2.0, size / 2.0]) - rs @ np.array([cx, cy]))[:, None]])
 
 
 class PixelSource(Protocol):
@@ -145,16 +153,38 @@ class ArraySource:
 #: (a photo turned by a quarter, e.g. a scan fed sideways); upright faces of the benchmark sets stay within 27
 SIDEWAYS_DEGREES = 50.0
 
+#: degrees: levelled square crops leave a face turned further than this as the box stands: the landmarks of upside-down
+#: faces are not reliable (their angles scatter from -126 to +18 degrees on photos turned by a half)
+LEVEL_MAX_DEGREES = 120.0
+
+
+def _mouth_angle(lm: np.ndarray) -> float:
+    """Degrees from straight down to the direction from the eyes' midpoint to the mouth's, counter-clockwise on
+    screen positive: 0 upright, +-90 lying on its side. lm: (5, 2) landmarks (eyes, nose, mouth corners)."""
+    dx, dy = lm[3:5].mean(axis=0) - lm[:2].mean(axis=0)
+    return float(np.degrees(np.arctan2(dx, dy)))
+
+
+def roll_degrees(landmarks: np.ndarray) -> float:
+    """How far a face is turned from upright, in degrees in (-180, 180], counter-clockwise on screen positive,
+    from its (5, 2) landmarks (left eye, right eye, nose, left and right mouth corner in image pixels): the
+    circular mean of the eye line's angle and of the eyes-to-mouth direction's, so that neither a squint nor a
+    half-profile's short eye line decides it alone."""
+    lm = np.asarray(landmarks, np.float64)
+    ex, ey = lm[1] - lm[0]
+    eyes = np.arctan2(-ey, ex)  # the eye line: 0 level, counter-clockwise on screen positive (y points down)
+    mouth = np.radians(_mouth_angle(lm))
+    return float(np.degrees(np.arctan2(np.sin(eyes) + np.sin(mouth), np.cos(eyes) + np.cos(mouth))))
+
 
 def upright_turns(det: Detection) -> int:
     """Quarter turns (np.rot90's k) that make a face lying on its side upright, from its 5 landmarks (left eye,
     right eye, nose, left and right mouth corner): 1 or -1 for a face turned by about a quarter either way, else
-    0 (upright or tilted, upside down, whose landmarks are not reliable, or no landmarks)."""
+    0 (upright or tilted, upside down, whose landmarks are not reliable, or no landmarks). Levelled square
+    crops turn by the whole roll (`roll_degrees`) instead."""
     if det.landmarks is None:
         return 0
-    lm = np.asarray(det.landmarks, np.float64)
-    dx, dy = lm[3:5].mean(axis=0) - lm[:2].mean(axis=0)  # eyes to mouth: straight down when upright
-    angle = float(np.degrees(np.arctan2(dx, dy)))
+    angle = _mouth_angle(np.asarray(det.landmarks, np.float64))
     if SIDEWAYS_DEGREES < abs(angle) < 180.0 - SIDEWAYS_DEGREES:
         return -1 if angle > 0 else 1
     return 0
@@ -163,13 +193,13 @@ def upright_turns(det: Detection) -> int:
 def crop_face(image: np.ndarray | PixelSource, det: Detection, prep: Preprocessing) -> np.ndarray:
     """Cut one face from an (H, W, 3) uint8 image (or a PixelSource); returns (size, size, 3) uint8, same
     channel order. A face lying on its side (`upright_turns`) is turned upright in the crop, as the models
-    learned faces; "align5" crops align by the landmarks anyway."""
+    learned faces; "align5" and levelled square crops turn by the landmarks anyway."""
     src = ArraySource(image) if isinstance(image, np.ndarray) else image
     size = prep.size
     if prep.crop_size and prep.crop_size != size:
         return resize_square(crop_face(src, det, replace(prep, size=prep.crop_size, crop_size=0)), size)
     crop = _cut(src, det, prep)
-    turns = upright_turns(det) if prep.crop in ("box", "square") else 0
+    turns = upright_turns(det) if prep.crop == "box" or (prep.crop == "square" and not prep.level) else 0
     return np.ascontiguousarray(np.rot90(crop, turns)) if turns else crop
 
 

@@ -128,7 +128,7 @@ class ImageResult:
         return out
 
 
-PREPROCESSING_VERSION = 2  # 2: adds crop_size
+PREPROCESSING_VERSION = 3  # 2: adds crop_size; 3: adds level
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,10 @@ class Preprocessing:
     crop_size: 0 = the face is cut at `size` directly. Otherwise it is cut at crop_size x crop_size and
         then resized to `size` (area averaging when shrinking, bilinear when enlarging): how a model
         trained on a dataset prepared at crop_size saw its faces.
+    level: "square" crops only: turn the square about the box centre so that the face's eyes are level (the
+        roll read from the 5 landmarks, `align.roll_degrees`), so that a tilted head is seen upright. A model
+        may read levelled crops though trained on upright ones (the built-in default does: measured on the
+        validation sets, see its card); prepared datasets and training keep upright squares (`same_cut`).
     """
 
     crop: str = "align5"
@@ -160,6 +164,7 @@ class Preprocessing:
     age_max: int = 100
     detector: str = "retinaface"
     crop_size: int = 0
+    level: bool = False
     version: int = PREPROCESSING_VERSION
 
     def __post_init__(self) -> None:
@@ -171,6 +176,8 @@ class Preprocessing:
             raise ValueError(f"invalid preprocessing: size={self.size}, ages {self.age_min}..{self.age_max}")
         if self.crop_size and self.crop_size < 8:
             raise ValueError(f"invalid preprocessing: crop_size={self.crop_size}")
+        if self.level and self.crop != "square":
+            raise ValueError(f"level applies to square crops, not {self.crop!r}")
 
     @property
     def num_ages(self) -> int:
@@ -184,6 +191,8 @@ class Preprocessing:
         d = asdict(self)
         d["mean"] = list(self.mean)
         d["std"] = list(self.std)
+        if self.level:  # older readers would drop the field and cut upright squares: make them refuse instead
+            d["version"] = max(self.version, 3)
         return d
 
     def to_json(self) -> str:

@@ -27,7 +27,8 @@ from .metrics import breakdown, decade_labels, gender_calibration, summarize
 
 def crops_compatible(ds: PreparedDataset, est: Estimator) -> bool:
     """True when the model's crops can be had from the dataset's stored ones: the same crop mode and a margin
-    no wider (a narrower one is their centre, as training cuts it)."""
+    no wider (a narrower one is their centre, as training cuts it). Stored squares are upright: a model that
+    reads levelled squares (`Preprocessing.level`) is given them as they are, as it was trained."""
     dp, mp = ds.preprocessing, est.preprocessing
     return dp.crop == mp.crop and mp.margin <= dp.margin + 1e-9
 

@@ -1,0 +1,81 @@
+"""Levelled square crops (`Preprocessing.level`): a tilted head is turned upright about its box centre, by the
+roll its 5 landmarks show, before the model sees it; without usable landmarks, or upside down, the square is
+cut upright as before."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+
+from agegender.align import crop_face, roll_degrees
+from agegender.types import Detection, Preprocessing
+
+CENTRE = (100.0, 100.0)
+BOX = (60.0, 50.0, 140.0, 150.0)  # centred on CENTRE, so a turn about CENTRE leaves the box's centre in place
+FACE = np.array([[85, 90], [115, 90], [100, 105], [88, 125], [112, 125]], np.float64)  # eyes, nose, mouth
+LEVEL = Preprocessing(crop="square", margin=0.2, size=64, level=True)
+
+
+def turn(points: np.ndarray, degrees: float) -> np.ndarray:
+    """Points as cv2 turns an image counter-clockwise on screen by `degrees` about CENTRE."""
+    m = cv2.getRotationMatrix2D(CENTRE, degrees, 1.0)
+    return points @ m[:, :2].T + m[:, 2]
+
+
+def turned_image(img: np.ndarray, degrees: float) -> np.ndarray:
+    m = cv2.getRotationMatrix2D(CENTRE, degrees, 1.0)
+    return cv2.warpAffine(img, m, img.shape[1::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+@pytest.mark.parametrize("degrees", [-170, -120, -90, -35, -5, 0, 5, 20, 50, 90, 135, 175])
+def test_roll_is_the_turn_of_the_landmarks(degrees):
+    roll = roll_degrees(turn(FACE, degrees))
+    assert abs((roll - degrees + 180) % 360 - 180) < 1e-6
+
+
+def test_roll_splits_the_eye_line_and_the_mouth_direction():
+    squint = FACE.copy()
+    squint[1, 1] -= 30 * np.tan(np.radians(10))  # the right eye higher: the eye line alone reads 10 degrees
+    assert 4.0 < roll_degrees(squint) < 6.0
+
+
+@pytest.fixture(scope="module")
+def textured() -> np.ndarray:
+    """A 200x200 image with structure at every scale, no symmetry (a turn shows)."""
+    rng = np.random.default_rng(0)
+    noise = cv2.resize(rng.integers(0, 256, (25, 25, 3), dtype=np.uint8), (200, 200), interpolation=cv2.INTER_CUBIC)
+    return cv2.GaussianBlur(noise, (0, 0), 2.0)
+
+
+@pytest.mark.parametrize("degrees", [-35, 20, 90])
+def test_a_turned_face_is_cut_as_the_upright_one(textured, degrees):
+    upright = crop_face(textured, Detection(BOX, 1.0, FACE), LEVEL)
+    img = turned_image(textured, degrees)
+    levelled = crop_face(img, Detection(BOX, 1.0, turn(FACE, degrees)), LEVEL)
+    plain = crop_face(img, Detection(BOX, 1.0, turn(FACE, degrees)), replace(LEVEL, level=False))
+    err = np.abs(levelled.astype(float) - upright).mean()
+    assert err < 3.0, err  # bilinear resampling twice, nothing else
+    if abs(degrees) != 90:  # a quarter turn is undone either way (np.rot90 for upright squares)
+        assert np.abs(plain.astype(float) - upright).mean() > 5 * err
+
+
+def test_upright_square_without_landmarks_or_upside_down(textured):
+    flat = replace(LEVEL, level=False)
+    for lms in (None, turn(FACE, 180), np.full((5, 2), 100.0)):
+        det = Detection(BOX, 1.0, lms)
+        assert np.array_equal(crop_face(textured, det, LEVEL), crop_face(textured, det, flat))
+    det = Detection(BOX, 1.0, FACE)  # an upright face is cut alike, up to resampling
+    assert np.abs(crop_face(textured, det, LEVEL).astype(float) - crop_face(textured, det, flat)).max() <= 2
+
+
+def test_the_record_says_level_and_older_readers_refuse_it():
+    with pytest.raises(ValueError, match="square"):
+        Preprocessing(crop="align5", level=True)
+    d = LEVEL.to_dict()
+    assert d["level"] is True and d["version"] == 3  # agegender before levelling (version 2) refuses to guess
+    assert Preprocessing.from_dict(d) == replace(LEVEL, version=3)
+    assert Preprocessing.from_dict({**d, "level": False, "version": 2}).level is False
+    assert Preprocessing.from_dict({k: v for k, v in d.items() if k not in ("level", "version")}).level is False
