@@ -9,7 +9,9 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
+from agegender import Predictor
 from agegender.align import crop_face, roll_degrees
 from agegender.types import Detection, Preprocessing
 
@@ -79,3 +81,40 @@ def test_the_record_says_level_and_older_readers_refuse_it():
     assert Preprocessing.from_dict(d) == replace(LEVEL, version=3)
     assert Preprocessing.from_dict({**d, "level": False, "version": 2}).level is False
     assert Preprocessing.from_dict({k: v for k, v in d.items() if k not in ("level", "version")}).level is False
+
+
+def test_the_default_reads_levelled_crops():
+    assert Predictor(threads=1).preprocessing.level
+
+
+@pytest.fixture(scope="module")
+def portraits(frl_images) -> list[np.ndarray]:
+    return [np.asarray(Image.open(p).convert("RGB").reduce(2)) for p in frl_images[1::4]]  # 10 of the 40
+
+
+def test_tilted_portraits_read_as_upright_ones(portraits):
+    """The real default on 10 FRL portraits turned by 30 degrees either way: levelled crops read them within
+    1.5 years of the upright photos on average; the same network on upright squares reads them worse."""
+    predictor = Predictor(threads=1)
+    flat = Predictor(threads=1)
+    flat.estimator.config = replace(flat.estimator.config,
+                                    preprocessing=replace(flat.preprocessing, level=False))
+    upright = [predictor.predict(im).faces[0] for im in portraits]
+    for degrees in (30, -30):
+        tilted = [turned_whole(im, degrees) for im in portraits]
+        lev = [predictor.predict(im).faces[0] for im in tilted]
+        old = [flat.predict(im).faces[0] for im in tilted]
+        d_lev = np.abs([f.age - u.age for f, u in zip(lev, upright)])
+        d_old = np.abs([f.age - u.age for f, u in zip(old, upright)])
+        assert d_lev.mean() < 1.5 and d_lev.mean() < d_old.mean(), (degrees, d_lev, d_old)
+        assert [f.gender for f in lev] == [u.gender for u in upright]
+
+
+def turned_whole(img: np.ndarray, degrees: float) -> np.ndarray:
+    """The photo turned about its centre on a canvas grown to hold it (as benchmarks' tilt conditions)."""
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    nw = int(h * abs(m[0, 1]) + w * abs(m[0, 0]))
+    nh = int(h * abs(m[0, 0]) + w * abs(m[0, 1]))
+    m[:, 2] += ((nw - w) / 2, (nh - h) / 2)
+    return cv2.warpAffine(img, m, (nw, nh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
