@@ -15,6 +15,8 @@ from agegender import Predictor
 from agegender.align import crop_face, roll_degrees
 from agegender.types import Detection, Preprocessing
 
+from .conftest import cli
+
 CENTRE = (100.0, 100.0)
 BOX = (60.0, 50.0, 140.0, 150.0)  # centred on CENTRE, so a turn about CENTRE leaves the box's centre in place
 FACE = np.array([[85, 90], [115, 90], [100, 105], [88, 125], [112, 125]], np.float64)  # eyes, nose, mouth
@@ -83,8 +85,11 @@ def test_the_record_says_level_and_older_readers_refuse_it():
     assert Preprocessing.from_dict({k: v for k, v in d.items() if k not in ("level", "version")}).level is False
 
 
-def test_the_default_reads_levelled_crops():
+def test_the_default_reads_levelled_crops_and_says_so():
     assert Predictor(threads=1).preprocessing.level
+    listed = cli("models").stdout
+    default, fast = listed.split("\nfast: ")[0], listed.split("\nfast: ")[1].split("\n\n")[0]
+    assert "crop square levelled" in default and "levelled" not in fast.splitlines()[1]
 
 
 @pytest.fixture(scope="module")

@@ -109,8 +109,9 @@ def cmd_models(a: argparse.Namespace) -> int:
         prep = cfg.preprocessing
         print(f"{name}: {path}")
         cut = f" (cut at {prep.crop_size}px, then resized)" if prep.crop_size else ""
-        print(f"  arch {_arch(cfg.arch, cfg.arch_kwargs)}; input {prep.size}px {prep.color}{cut}, crop {prep.crop} "
-              f"margin {prep.margin}; ages {prep.age_min}..{prep.age_max}")
+        level = " levelled (turned by the face's roll)" if prep.level else ""
+        print(f"  arch {_arch(cfg.arch, cfg.arch_kwargs)}; input {prep.size}px {prep.color}{cut}, "
+              f"crop {prep.crop}{level} margin {prep.margin}; ages {prep.age_min}..{prep.age_max}")
         for key in ("summary", "data", "licence"):
             if cfg.card.get(key):
                 print(f"  {'' if key == 'summary' else key + ': '}{cfg.card[key]}")
