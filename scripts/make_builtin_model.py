@@ -162,12 +162,13 @@ def measure(model: torch.nn.Module, cfg: ModelConfig, args: argparse.Namespace) 
     return card
 
 
-def with_level(cfg: ModelConfig, level: bool) -> ModelConfig:
-    """`cfg` reading levelled square crops (`Preprocessing.level`, tilted heads turned upright) where `level`;
-    the record is measured and shipped that way. Runs train on upright squares, so the flag is set here."""
-    if not level or cfg.preprocessing.level:
+def with_level(cfg: ModelConfig, level: bool, slack: float = 0.0) -> ModelConfig:
+    """`cfg` reading levelled square crops (`Preprocessing.level`, tilted heads turned upright; `slack` degrees of
+    roll left in place) where `level`; the record is measured and shipped that way. Runs train on upright
+    squares, so the flag is set here."""
+    if not level:
         return cfg
-    return replace(cfg, preprocessing=replace(cfg.preprocessing, level=True))
+    return replace(cfg, preprocessing=replace(cfg.preprocessing, level=True, level_slack=slack))
 
 
 def remeasure(args: argparse.Namespace) -> None:
@@ -175,7 +176,7 @@ def remeasure(args: argparse.Namespace) -> None:
     kernels) and rewrite only its card's numbers, and its data note where --data-note is given (to correct
     it); weights, recipe and everything else stay as they are."""
     model, cfg = load_model(WEIGHTS_DIR / f"{args.run}.safetensors")
-    cfg = with_level(cfg, args.level)
+    cfg = with_level(cfg, args.level, args.level_slack)
     before = {k: cfg.card.get(k) for k in ("test_metrics", "test_metrics_crops")}
     cfg.card = {**cfg.card, **measure(model, cfg, args), **({"data": args.data_note} if args.data_note else {})}
     save_half(WEIGHTS_DIR / f"{args.run}.safetensors", model, cfg)
@@ -207,6 +208,8 @@ def main() -> None:
                     help="with --ensemble: the lower layers the members share and compute once (the --freeze)")
     ap.add_argument("--level", action="store_true", help="the model reads levelled square crops (tilted heads "
                     "turned upright by their landmarks): set in its record before it is measured")
+    ap.add_argument("--level-slack", type=float, default=0.0, metavar="DEGREES",
+                    help="with --level: leave this much roll in place (faces rolled less are cut as they stand)")
     ap.add_argument("--summary", default="", help="one-line description for `agegender models`")
     ap.add_argument("--data-note", help="what the model was trained and selected on (default: UTKFace alone); "
                     "with --remeasure, a corrected note replaces the card's")
@@ -236,7 +239,7 @@ def main() -> None:
         # runs from before the record had crop_size: they were trained on ds_size crops resized to size
         cfg.preprocessing = replace(cfg.preprocessing, crop_size=ds_size)
         print(f"record: crop_size set to {ds_size} (the dataset's crop size; the run predates the field)")
-    cfg = with_level(cfg, args.level)
+    cfg = with_level(cfg, args.level, args.level_slack)
     round_to_half(model)
     history = json.loads((run / "history.json").read_text())
     train_args = json.loads((run / "args.json").read_text())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -97,12 +98,14 @@ def test_remeasure_rewrites_the_numbers_and_a_corrected_data_note_not_the_weight
     (weights / "fast.safetensors").write_bytes(source.read_bytes())
     monkeypatch.setattr(make_builtin_model, "WEIGHTS_DIR", weights)
     before = read_config(str(source)).card
+    before_prep = read_config(str(source)).preprocessing
     for note, level in ((None, False), ("corrected note", True)):
         make_builtin_model.remeasure(Namespace(run="fast", data=str(prepared), extra=[], frl=None, data_note=note,
-                                               level=level))
+                                               level=level, level_slack=5.0))
         got = read_config(str(weights / "fast.onnx")).card
         assert got == read_config(str(weights / "fast.safetensors")).card
-        assert read_config(str(weights / "fast.onnx")).preprocessing.level is level  # --level: levelled crops
+        prep = read_config(str(weights / "fast.onnx")).preprocessing  # without --level: the record's cut as it was
+        assert prep == (replace(before_prep, level=True, level_slack=5.0, version=3) if level else before_prep)
         assert got["data"] == (note or before["data"])
         assert got["recipe"] == before["recipe"] and got["init_recipes"] == before["init_recipes"]
         assert got["test_metrics_crops"]["n"] == got["test_metrics"]["n"] < 100  # the small split given, not the card's

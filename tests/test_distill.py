@@ -225,8 +225,8 @@ def test_init_adapts_a_model_cut_another_way_but_refuses_other_ages():
     path = builtin_models()["fast"].with_suffix(".safetensors")
     cfg = read_config(str(path))
     own = cfg.preprocessing
-    other = (replace(own, crop="align5", margin=0.25, crop_size=112) if own.crop == "square"
-             else replace(own, crop="square", margin=0.0, crop_size=140))
+    other = (replace(own, crop="align5", margin=0.25, crop_size=112, level=False, level_slack=0.0)
+             if own.crop == "square" else replace(own, crop="square", margin=0.0, crop_size=140))
     net = build_model(cfg.arch, num_ages=own.num_ages, **cfg.arch_kwargs)
     note = load_init(net, "fast", cfg.arch, cfg.arch_kwargs, other)
     assert f"were {own.crop}" in note and f"to {other.crop}" in note, note

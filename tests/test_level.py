@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from agegender import Predictor
-from agegender.align import crop_face, roll_degrees
+from agegender.align import crop_face, level_turn, roll_degrees
 from agegender.types import Detection, Preprocessing
 
 from .conftest import cli
@@ -66,6 +66,22 @@ def test_a_turned_face_is_cut_as_the_upright_one(textured, degrees):
         assert np.abs(plain.astype(float) - upright).mean() > 5 * err
 
 
+def test_slack_leaves_small_rolls_and_part_of_large_ones():
+    assert level_turn(35.0) == 35.0 and level_turn(-100.0) == -100.0 and level_turn(130.0) == 0.0
+    assert level_turn(35.0, 10.0) == 25.0 and level_turn(-35.0, 10.0) == -25.0
+    assert level_turn(8.0, 10.0) == 0.0 and level_turn(-10.0, 10.0) == 0.0 and level_turn(150.0, 10.0) == 0.0
+
+
+def test_a_face_turned_past_the_slack_is_cut_turned_by_the_slack(textured):
+    slack = replace(LEVEL, level_slack=10.0)
+    at_slack = crop_face(turned_image(textured, 10), Detection(BOX, 1.0, turn(FACE, 10)), replace(LEVEL, level=False))
+    got = crop_face(turned_image(textured, 35), Detection(BOX, 1.0, turn(FACE, 35)), slack)
+    assert np.abs(got.astype(float) - at_slack).mean() < 3.0
+    small = Detection(BOX, 1.0, turn(FACE, 7))  # within the slack: cut as it stands
+    img = turned_image(textured, 7)
+    assert np.array_equal(crop_face(img, small, slack), crop_face(img, small, replace(LEVEL, level=False)))
+
+
 def test_upright_square_without_landmarks_or_upside_down(textured):
     flat = replace(LEVEL, level=False)
     for lms in (None, turn(FACE, 180), np.full((5, 2), 100.0)):
@@ -78,6 +94,12 @@ def test_upright_square_without_landmarks_or_upside_down(textured):
 def test_the_record_says_level_and_older_readers_refuse_it():
     with pytest.raises(ValueError, match="square"):
         Preprocessing(crop="align5", level=True)
+    with pytest.raises(ValueError, match="level_slack"):
+        Preprocessing(crop="square", level_slack=10.0)
+    with pytest.raises(ValueError, match="level_slack"):
+        Preprocessing(crop="square", level=True, level_slack=90.0)
+    slack = replace(LEVEL, level_slack=10.0)
+    assert Preprocessing.from_dict(slack.to_dict()) == replace(slack, version=3)
     d = LEVEL.to_dict()
     assert d["level"] is True and d["version"] == 3  # agegender before levelling (version 2) refuses to guess
     assert Preprocessing.from_dict(d) == replace(LEVEL, version=3)

@@ -91,9 +91,16 @@ def crop_matrix(det: Detection, prep: Preprocessing) -> np.ndarray:
     if prep.crop == "align5" and usable:
         return similarity_transform(lms, template_points(size, margin))
     if prep.crop == "square" and prep.level and usable:
-        roll = roll_degrees(lms)
-        return square_matrix(det.box, size, margin, roll if abs(roll) <= LEVEL_MAX_DEGREES else 0.0)
+        return square_matrix(det.box, size, margin, level_turn(roll_degrees(lms), prep.level_slack))
     return square_matrix(det.box, size, margin)
+
+
+def level_turn(roll: float, slack: float = 0.0) -> float:
+    """Degrees a levelled square turns back for a face rolled by `roll` (`roll_degrees`): all of it but `slack`
+    (a face rolled by at most `slack` is left as it stands), and none for a face turned past LEVEL_MAX_DEGREES."""
+    if abs(roll) > LEVEL_MAX_DEGREES or abs(roll) <= slack:
+        return 0.0
+    return roll - np.sign(roll) * slack
 
 
 def square_matrix(box: tuple[float, float, float, float], size: int, margin: float, roll: float = 0.0) -> np.ndarray:

@@ -128,7 +128,7 @@ class ImageResult:
         return out
 
 
-PREPROCESSING_VERSION = 3  # 2: adds crop_size; 3: adds level
+PREPROCESSING_VERSION = 3  # 2: adds crop_size; 3: adds level and level_slack
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,9 @@ class Preprocessing:
         roll read from the 5 landmarks, `align.roll_degrees`), so that a tilted head is seen upright. A model
         may read levelled crops though trained on upright ones (the built-in default does: measured on the
         validation sets, see its card); prepared datasets and training keep upright squares (`same_cut`).
+    level_slack: with level, degrees of roll left in place: a face rolled by less is cut as it stands, one rolled
+        by more is turned back to this much (0: every face levelled), for a model that reads the slight tilts of
+        its training crops better as they are.
     """
 
     crop: str = "align5"
@@ -165,6 +168,7 @@ class Preprocessing:
     detector: str = "retinaface"
     crop_size: int = 0
     level: bool = False
+    level_slack: float = 0.0
     version: int = PREPROCESSING_VERSION
 
     def __post_init__(self) -> None:
@@ -178,6 +182,8 @@ class Preprocessing:
             raise ValueError(f"invalid preprocessing: crop_size={self.crop_size}")
         if self.level and self.crop != "square":
             raise ValueError(f"level applies to square crops, not {self.crop!r}")
+        if self.level_slack and not (self.level and 0 < self.level_slack < 90):
+            raise ValueError(f"level_slack {self.level_slack} needs level and lies in (0, 90) degrees")
 
     @property
     def num_ages(self) -> int:

@@ -109,7 +109,8 @@ def cmd_models(a: argparse.Namespace) -> int:
         prep = cfg.preprocessing
         print(f"{name}: {path}")
         cut = f" (cut at {prep.crop_size}px, then resized)" if prep.crop_size else ""
-        level = " levelled (turned by the face's roll)" if prep.level else ""
+        slack = f" beyond {prep.level_slack:g} degrees" if prep.level_slack else ""
+        level = f" levelled (turned by the face's roll{slack})" if prep.level else ""
         print(f"  arch {_arch(cfg.arch, cfg.arch_kwargs)}; input {prep.size}px {prep.color}{cut}, "
               f"crop {prep.crop}{level} margin {prep.margin}; ages {prep.age_min}..{prep.age_max}")
         for key in ("summary", "data", "licence"):
