@@ -107,11 +107,13 @@ def test_the_record_says_level_and_older_readers_refuse_it():
     assert Preprocessing.from_dict({k: v for k, v in d.items() if k not in ("level", "version")}).level is False
 
 
-def test_the_default_reads_levelled_crops_and_says_so():
+def test_the_built_in_models_read_levelled_crops_and_say_so():
     assert Predictor(threads=1).preprocessing.level
+    assert Predictor("fast", threads=1).preprocessing.level_slack == 10.0
     listed = cli("models").stdout
     default, fast = listed.split("\nfast: ")[0], listed.split("\nfast: ")[1].split("\n\n")[0]
-    assert "crop square levelled" in default and "levelled" not in fast.splitlines()[1]
+    assert "crop square levelled (turned by the face's roll)" in default
+    assert "crop square levelled (turned by the face's roll beyond 10 degrees)" in fast
 
 
 @pytest.fixture(scope="module")
