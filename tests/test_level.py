@@ -147,3 +147,19 @@ def turned_whole(img: np.ndarray, degrees: float) -> np.ndarray:
     nh = int(h * abs(m[0, 0]) + w * abs(m[0, 1]))
     m[:, 2] += ((nw - w) / 2, (nh - h) / 2)
     return cv2.warpAffine(img, m, (nw, nh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def test_evaluating_a_levelled_model_on_stored_crops_says_they_are_upright(utk_subset, tmp_path):
+    """Prepared datasets store upright squares; `evaluate` in crops mode gives them as stored, and says so."""
+    from agegender.evaluation.report import UPRIGHT_CROPS_NOTE, evaluate_model
+
+    prepared = tmp_path / "utk-sq140"  # the 60-file subset cut as the default cuts (upright squares)
+    cli("prepare", "utkface", str(utk_subset / "images"), "--split-file", str(utk_subset / "split.csv"), "-o",
+        str(prepared), "--crop", "square", "--margin", "0.0", "--size", "140", "--no-progress")
+
+    crops = evaluate_model("default", prepared, "val", tmp_path / "crops", mode="crops", progress=False)
+    assert crops["upright_crops_for_a_levelled_model"] is True
+    assert UPRIGHT_CROPS_NOTE in (tmp_path / "crops" / "report.md").read_text()
+    e2e = evaluate_model("default", prepared, "val", tmp_path / "e2e", mode="end-to-end", progress=False)
+    assert e2e["upright_crops_for_a_levelled_model"] is False
+    assert UPRIGHT_CROPS_NOTE not in (tmp_path / "e2e" / "report.md").read_text()

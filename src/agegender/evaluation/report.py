@@ -24,6 +24,11 @@ from ..lazyimage import LazyImage
 from ..models.estimator import Estimator, load_estimator
 from .metrics import breakdown, decade_labels, gender_calibration, summarize
 
+#: report.md's line when a model that levels faces (`Preprocessing.level`) is measured on stored crops
+UPRIGHT_CROPS_NOTE = ("The model reads levelled crops (tilted heads turned upright) when it finds faces itself; "
+                      "these are the dataset's stored crops, upright squares as prepared. `--mode end-to-end` "
+                      "measures it as it runs.")
+
 
 def crops_compatible(ds: PreparedDataset, est: Estimator) -> bool:
     """True when the model's crops can be had from the dataset's stored ones: the same crop mode and a margin
@@ -118,6 +123,7 @@ def evaluate_model(model: str | os.PathLike[str] | Estimator, data: str | os.Pat
         "detector": detector if mode == "end-to-end" else None,
         "fast_detector": fast_detector if mode == "end-to-end" else None,
         "flip_tta": flip_tta,
+        "upright_crops_for_a_levelled_model": mode == "crops" and est.preprocessing.level,
         "age_range": _calibration(est),
         "overall": summarize(ages, pf, true_age, true_gender, found, ranges),
         "gender_calibration": gender_calibration(np.where(found, pf, np.nan), true_gender),
@@ -163,8 +169,10 @@ def _write_report(out: Path, report: dict[str, Any], ds: PreparedDataset,
     except MissingExtra as exc:
         report["plots"], report["plots_skipped"] = [], str(exc)
     atomic_write_json(out / "report.json", report)
-    md = [f"# Evaluation: {report['model']} on {report['data']} ({report['split']}, {report['mode']})", "",
-          markdown_table({"all": report["overall"]}, "set"), "", "## By age decade", "",
+    md = [f"# Evaluation: {report['model']} on {report['data']} ({report['split']}, {report['mode']})", ""]
+    if report["upright_crops_for_a_levelled_model"]:
+        md += [UPRIGHT_CROPS_NOTE, ""]
+    md += [markdown_table({"all": report["overall"]}, "set"), "", "## By age decade", "",
           markdown_table(report["by_decade"], "age"), "", "## By gender", "",
           markdown_table(report["by_gender"], "gender")]
     if "by_race" in report:
