@@ -4,6 +4,7 @@ cut upright as before."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 
 import cv2
@@ -15,7 +16,10 @@ from agegender import Predictor
 from agegender.align import crop_face, level_turn, roll_degrees
 from agegender.types import Detection, Preprocessing
 
-from .conftest import cli
+from .conftest import REPO, cli
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from corruptions import rotate_whole  # noqa: E402  the benchmark's tilt conditions
 
 CENTRE = (100.0, 100.0)
 BOX = (60.0, 50.0, 140.0, 150.0)  # centred on CENTRE, so a turn about CENTRE leaves the box's centre in place
@@ -130,7 +134,7 @@ def test_tilted_portraits_read_as_upright_ones(portraits):
                                     preprocessing=replace(flat.preprocessing, level=False))
     upright = [predictor.predict(im).faces[0] for im in portraits]
     for degrees in (30, -30):
-        tilted = [turned_whole(im, degrees) for im in portraits]
+        tilted = [rotate_whole(im, degrees) for im in portraits]  # as the tilt conditions turn them
         lev = [predictor.predict(im).faces[0] for im in tilted]
         old = [flat.predict(im).faces[0] for im in tilted]
         d_lev = np.abs([f.age - u.age for f, u in zip(lev, upright)])
@@ -138,15 +142,6 @@ def test_tilted_portraits_read_as_upright_ones(portraits):
         assert d_lev.mean() < 1.5 and d_lev.mean() < d_old.mean(), (degrees, d_lev, d_old)
         assert [f.gender for f in lev] == [u.gender for u in upright]
 
-
-def turned_whole(img: np.ndarray, degrees: float) -> np.ndarray:
-    """The photo turned about its centre on a canvas grown to hold it (as benchmarks' tilt conditions)."""
-    h, w = img.shape[:2]
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
-    nw = int(h * abs(m[0, 1]) + w * abs(m[0, 0]))
-    nh = int(h * abs(m[0, 0]) + w * abs(m[0, 1]))
-    m[:, 2] += ((nw - w) / 2, (nh - h) / 2)
-    return cv2.warpAffine(img, m, (nw, nh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def test_evaluating_a_levelled_model_on_stored_crops_says_they_are_upright(utk_subset, tmp_path):

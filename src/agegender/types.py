@@ -136,7 +136,7 @@ class Preprocessing:
     """How a model's input crop is made; stored inside every weights file and read back at inference.
 
     crop: "align5" (similarity warp of the 5 landmarks onto a template), "square" (a square centred on the
-        detection box, side (1 + 2 * margin) x the box's longer side, no rotation: how the TF.js libraries
+        detection box, side (1 + 2 * margin) x the box's longer side, upright unless `level`: how the TF.js libraries
         cut faces) or "box" (the detection box grown by margin, resized without keeping its aspect, as the
         original Keras demo did).
     margin: extra context on each side, as a fraction of the face size (0.4 = the original demo's).
